@@ -1,0 +1,49 @@
+# botfleet: `make up` runs the demo bot, `make test` runs every test.
+SHELL := /bin/bash
+BOT ?= bots/demo
+RASA := .venvs/rasa/bin
+ACTIONS := .venvs/actions/bin
+DEV := .venvs/dev/bin
+
+.PHONY: help venvs train up down status test lint validate nlu-cv clean
+
+help:
+	@echo "make up       start the demo bot (Rasa, action server) on real or embedded stores"
+	@echo "make down     stop what 'make up' started"
+	@echo "make test     lint, validate the bot data, unit and end-to-end tests"
+	@echo "make train    train the demo bot if its inputs changed"
+	@echo "make validate rasa data validate --fail-on-warnings"
+	@echo "make nlu-cv   NLU cross-validation report in reports/nlu-cv (not in git)"
+
+venvs:
+	@bash ci/venvs.sh
+
+train: venvs
+	@python3 ci/train.py $(BOT)
+
+up: venvs
+	@$(DEV)/python ci/stack.py up
+
+down:
+	@if [ -x $(DEV)/python ]; then $(DEV)/python ci/stack.py down; fi
+
+status:
+	@$(DEV)/python ci/stack.py status
+
+test: venvs
+	@bash ci/test.sh
+
+lint: venvs
+	@bash ci/test.sh lint
+
+validate: venvs
+	@cd $(BOT) && ../../$(RASA)/rasa data validate --fail-on-warnings --config config.yml --domain domain.yml --data data
+
+nlu-cv: venvs
+	@mkdir -p reports/nlu-cv
+	@cd $(BOT) && ../../$(RASA)/rasa test nlu --cross-validation --folds 3 --config config.yml \
+		--nlu data/nlu.yml --out ../../reports/nlu-cv
+	@echo "report: reports/nlu-cv/intent_report.json"
+
+clean: down
+	rm -rf .run reports $(BOT)/models
