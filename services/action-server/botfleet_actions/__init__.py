@@ -1,0 +1,1 @@
+"""botfleet demo bot's custom actions (rasa-sdk)."""

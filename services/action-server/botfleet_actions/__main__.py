@@ -1,0 +1,3 @@
+from botfleet_actions.server import main
+
+main()
