@@ -1,0 +1,1 @@
+"""botfleet's Rasa extensions: graph components, tracker store, event broker, metrics."""
