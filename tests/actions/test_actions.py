@@ -100,7 +100,7 @@ def test_clarify_offers_the_top_two_intents():
 
 
 def test_clarify_offers_a_human_after_two_failures():
-    texts, messages, _ = run(actions.ActionClarify(), tracker(events=[fallback_event(), fallback_event()]))
+    texts, messages, _ = run(actions.ActionClarify(), tracker(events=[fallback_event(), clarified(), fallback_event()]))
     assert "talk to a person" in texts[0]
     assert messages[0]["buttons"][0]["payload"] == "/request_human"
 
@@ -111,8 +111,32 @@ def test_clarify_names_supported_languages():
     assert texts == ["Sorry, I can only help in these languages: English. Could you write to me in one of them?"]
 
 
-def test_consecutive_fallbacks_stop_at_an_understood_message():
-    assert actions.consecutive_fallbacks([fallback_event(), fallback_event("greet"), fallback_event(), {"event": "bot"}]) == 1
+def clarified():
+    return {"event": "action", "name": "action_clarify"}
+
+
+def test_failures_count_nlu_and_dialogue_fallbacks_in_a_row():
+    # An understood intent the dialogue could not handle (clarified) counts as a failure.
+    assert actions.consecutive_failures([fallback_event("inform"), clarified(), fallback_event("inform")]) == 2
+    assert actions.consecutive_failures([fallback_event(), clarified(), fallback_event("greet"), fallback_event()]) == 1
+    assert actions.consecutive_failures([fallback_event(), clarified(), fallback_event()]) == 2
+
+
+def test_address_spans_every_address_entity():
+    message = {"text": "ship to 456 oak ave, apt 10", "entities": [
+        {"entity": "address", "start": 8, "end": 19, "value": "456 oak ave"},
+        {"entity": "address", "start": 21, "end": 27, "value": "apt 10"},
+    ]}
+    assert actions.address_from_message(message) == "456 oak ave, apt 10"
+    assert actions.address_from_message({"text": "hi", "entities": []}) is None
+
+
+def test_read_back_uses_the_whole_address():
+    latest = {"text": "ship to 456 oak ave, apt 10", "entities": [
+        {"entity": "address", "start": 8, "end": 19}, {"entity": "address", "start": 21, "end": 27}]}
+    texts, _, events = run(actions.ActionReadBackAddress(), tracker({"address": "apt 10"}, latest=latest))
+    assert texts == ["Just to confirm, I'll ship to 456 Oak Ave, Apt 10. Is that right?"]
+    assert events[-1]["value"] == "456 oak ave, apt 10"
 
 
 def test_flight_form_validation():

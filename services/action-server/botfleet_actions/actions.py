@@ -6,12 +6,13 @@ user gets an honest apology, the error is counted and logged, and the turn compl
 
 from __future__ import annotations
 
+import abc
 import logging
 import os
 from typing import Any, Dict, List, Optional
 
 from rasa_sdk import Action, Tracker
-from rasa_sdk.events import EventType, SlotSet
+from rasa_sdk.events import EventType, SlotSet, UserUtteranceReverted
 from rasa_sdk.executor import CollectingDispatcher
 
 from botfleet_actions import metrics
@@ -22,6 +23,8 @@ logger = logging.getLogger(__name__)
 
 FALLBACK_INTENT = "nlu_fallback"
 FLIGHT_SLOTS = ("destination", "travel_date", "passengers")
+# Intents that make no sense as a "Did you mean ...?" suggestion on their own.
+NOT_SUGGESTED = {FALLBACK_INTENT, "inform", "affirm", "deny", "stop", "restart"}
 # How users see intents on "Did you mean ...?" buttons.
 INTENT_DESCRIPTIONS = {
     "greet": "Say hello",
@@ -58,13 +61,11 @@ def use_repository(repo: Repository) -> None:
     _repository = repo
 
 
-class DatabaseAction(Action):
-    """An action whose database failures become an apology instead of an error."""
+class DatabaseAction(Action, abc.ABC):
+    """An action whose database failures become an apology instead of an error.
+    (Abstract, so rasa-sdk does not register it as an action of its own.)"""
 
     apology = "Sorry, I can't reach that information right now. Please try again in a few minutes."
-
-    def name(self) -> str:
-        raise NotImplementedError
 
     async def run(
         self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: Dict[str, Any]
@@ -85,6 +86,7 @@ class DatabaseAction(Action):
             dispatcher.utter_message(text=self.apology)
             return self.on_failure(tracker)
 
+    @abc.abstractmethod
     async def run_with(
         self,
         repo: Repository,
@@ -92,7 +94,7 @@ class DatabaseAction(Action):
         tracker: Tracker,
         domain: Dict[str, Any],
     ) -> List[EventType]:
-        raise NotImplementedError
+        """The action's work; run() turns database errors raised here into an apology."""
 
     def on_failure(self, tracker: Tracker) -> List[EventType]:
         return []
@@ -154,7 +156,7 @@ class ActionReadBackAddress(Action):
         return "action_read_back_address"
 
     async def run(self, dispatcher, tracker, domain):  # type: ignore[no-untyped-def]
-        address = tracker.get_slot("address")
+        address = address_from_message(tracker.latest_message or {}) or tracker.get_slot("address")
         if not address:
             dispatcher.utter_message(
                 text="Please tell me the full shipping address, for example \"Ship to 456 Oak Ave, Apt 10\"."
@@ -167,7 +169,7 @@ class ActionReadBackAddress(Action):
                 {"title": "No", "payload": "/deny"},
             ],
         )
-        return []
+        return [SlotSet("address", address)]
 
 
 class ActionSaveAddress(DatabaseAction):
@@ -228,26 +230,45 @@ class ActionCancelBooking(Action):
         return [SlotSet(slot, None) for slot in FLIGHT_SLOTS] + [SlotSet("requested_slot", None)]
 
 
-def consecutive_fallbacks(events: List[Dict[str, Any]]) -> int:
-    """How many of the latest user messages in a row fell back."""
+CLARIFY_ACTION = "action_clarify"
+
+
+def consecutive_failures(events: List[Dict[str, Any]]) -> int:
+    """How many user messages in a row the bot could not handle, counting the current
+    one. A message failed when the bot answered it with a clarification: either the NLU
+    fell back, or the dialogue did (the core fallback also runs action_clarify)."""
+    failed_turns: List[bool] = []
+    for event in events:
+        if event.get("event") == "user":
+            intent = ((event.get("parse_data") or {}).get("intent") or {}).get("name")
+            failed_turns.append(intent == FALLBACK_INTENT)
+        elif event.get("event") == "action" and event.get("name") == CLARIFY_ACTION and failed_turns:
+            failed_turns[-1] = True
+    if failed_turns:
+        failed_turns[-1] = True  # this action runs because the latest message failed
     count = 0
-    for event in reversed(events):
-        if event.get("event") != "user":
-            continue
-        intent = (event.get("parse_data") or {}).get("intent") or {}
-        if intent.get("name") != FALLBACK_INTENT:
+    for failed in reversed(failed_turns):
+        if not failed:
             break
         count += 1
     return count
 
 
 class ActionClarify(Action):
-    """"Did you mean ...?" with the top two intents; after repeated failures, a human."""
+    """"Did you mean ...?" with the top two intents; after repeated failures, a human.
+
+    Like Rasa's own fallback it reverts the user message: the misunderstood text does
+    not steer later predictions (an active form simply continues), and the turn ends
+    here even when it ran as the dialogue's core fallback."""
 
     def name(self) -> str:
-        return "action_clarify"
+        return CLARIFY_ACTION
 
     async def run(self, dispatcher, tracker, domain):  # type: ignore[no-untyped-def]
+        self.clarify(dispatcher, tracker)
+        return [UserUtteranceReverted()]
+
+    def clarify(self, dispatcher: CollectingDispatcher, tracker: Tracker) -> None:
         latest = tracker.latest_message or {}
         language = latest.get("language") or {}
         if language and not language.get("supported", True):
@@ -256,8 +277,8 @@ class ActionClarify(Action):
                 text=f"Sorry, I can only help in these languages: {_language_names(names)}."
                 " Could you write to me in one of them?"
             )
-            return []
-        if consecutive_fallbacks(tracker.events) >= 2:
+            return
+        if consecutive_failures(tracker.events) >= 2:
             dispatcher.utter_message(
                 text="Sorry, I'm still not sure what you need. Would you like to talk to a person?",
                 buttons=[
@@ -265,10 +286,10 @@ class ActionClarify(Action):
                     {"title": "No, start over", "payload": "/restart"},
                 ],
             )
-            return []
+            return
         ranking = [
             r for r in latest.get("intent_ranking") or []
-            if r.get("name") not in (FALLBACK_INTENT, "inform", "affirm", "deny")
+            if r.get("name") not in NOT_SUGGESTED
         ][:2]
         buttons = [
             {"title": INTENT_DESCRIPTIONS.get(r["name"], r["name"].replace("_", " ")), "payload": f"/{r['name']}"}
@@ -277,7 +298,6 @@ class ActionClarify(Action):
         buttons.append({"title": "Something else", "payload": "/request_human"})
         options = " or ".join(f"\"{b['title']}\"" for b in buttons[:-1])
         dispatcher.utter_message(text=f"Sorry, I didn't quite get that. Did you mean {options}?", buttons=buttons)
-        return []
 
 
 _LANGUAGE_NAMES = {"en": "English", "de": "German", "es": "Spanish", "fr": "French", "it": "Italian"}
@@ -285,6 +305,22 @@ _LANGUAGE_NAMES = {"en": "English", "de": "German", "es": "Spanish", "fr": "Fren
 
 def _language_names(codes: str) -> str:
     return ", ".join(_LANGUAGE_NAMES.get(code.strip(), code.strip()) for code in codes.split(","))
+
+
+def _after_clarification(events: List[Dict[str, Any]]) -> bool:
+    """True when the bot's last action before this turn was a clarification."""
+    actions = [e.get("name") for e in events if e.get("event") == "action" and e.get("name") != "action_listen"]
+    return bool(actions) and actions[-1] == CLARIFY_ACTION
+
+
+def address_from_message(message: Dict[str, Any]) -> Optional[str]:
+    """The whole address the user wrote. DIET may tag "456 oak ave, apt 10" as two
+    address entities; the span from the first to the last covers both."""
+    spans = [e for e in message.get("entities") or [] if e.get("entity") == "address" and "start" in e]
+    text = message.get("text") or ""
+    if not spans or not text:
+        return None
+    return text[min(e["start"] for e in spans) : max(e["end"] for e in spans)].strip(" ,.") or None
 
 
 class ActionHandoff(DatabaseAction):
@@ -299,7 +335,7 @@ class ActionHandoff(DatabaseAction):
     async def run_with(self, repo, dispatcher, tracker, domain):  # type: ignore[no-untyped-def]
         if tracker.get_slot("handoff_active"):
             return []
-        reason = "repeated fallback" if consecutive_fallbacks(tracker.events) else "user request"
+        reason = "repeated fallback" if _after_clarification(tracker.events) else "user request"
         await repo.request_handoff(tracker.sender_id, reason)
         metrics.HANDOFFS.inc()
         logger.info("conversation handed to a human agent", extra={"sender_id": tracker.sender_id, "reason": reason})
