@@ -72,3 +72,13 @@ def configure(service_name: str, level: str | None = None) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel((level or os.environ.get("LOG_LEVEL") or "INFO").upper())
+
+
+def adopt_root_handlers(service_name: str | None = None) -> None:
+    """Switches every handler already on the root logger to ECS JSON, and routes Python
+    warnings into logging. For hosts (Rasa's CLI) that install their own handlers after
+    reading the logging configuration."""
+    formatter = EcsJsonFormatter(service_name)
+    for handler in logging.getLogger().handlers:
+        handler.setFormatter(formatter)
+    logging.captureWarnings(True)

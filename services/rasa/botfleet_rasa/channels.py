@@ -7,7 +7,7 @@ Rasa only lets plug-ins add routes through input channels. This one mounts /metr
 
 from __future__ import annotations
 
-from typing import Any, Awaitable, Callable
+from typing import Any, Awaitable, Callable, Dict, Optional
 
 from rasa.core.channels.channel import InputChannel, UserMessage
 from sanic import Blueprint, response
@@ -22,6 +22,13 @@ class OpsInput(InputChannel):
     @classmethod
     def name(cls) -> str:
         return "ops"
+
+    @classmethod
+    def from_credentials(cls, credentials: Optional[Dict[str, Any]]) -> InputChannel:
+        # Rasa's CLI installs coloredlogs on the root logger after applying
+        # --logging-config-file; channels are built later, so JSON wins from here on.
+        adopt_root_handlers()
+        return cls()
 
     def url_prefix(self) -> str:
         # register() joins this onto "/webhooks/"; an absolute path replaces it.
