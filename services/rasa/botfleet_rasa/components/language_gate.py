@@ -6,39 +6,20 @@ about a Spanish sentence for the wrong reasons, so the language decides first.
 
 from __future__ import annotations
 
-from typing import Any, Dict, List
+from typing import List
 
-from rasa.engine.graph import ExecutionContext, GraphComponent
 from rasa.engine.recipes.default_recipe import DefaultV1Recipe
-from rasa.engine.storage.resource import Resource
-from rasa.engine.storage.storage import ModelStorage
 from rasa.shared.nlu.constants import INTENT, INTENT_NAME_KEY, INTENT_RANKING_KEY, PREDICTED_CONFIDENCE_KEY
 from rasa.shared.nlu.training_data.message import Message
 
+from botfleet_rasa.components.fallback_aware import FallbackAwareComponent
 from botfleet_rasa.components.preprocessor import LANGUAGE
 
 
 @DefaultV1Recipe.register(
     [DefaultV1Recipe.ComponentType.INTENT_CLASSIFIER], is_trainable=False
 )
-class LanguageGate(GraphComponent):
-    @staticmethod
-    def get_default_config() -> Dict[str, Any]:
-        return {"fallback_intent": "nlu_fallback"}
-
-    def __init__(self, config: Dict[str, Any]) -> None:
-        self.fallback_intent = config["fallback_intent"]
-
-    @classmethod
-    def create(
-        cls,
-        config: Dict[str, Any],
-        model_storage: ModelStorage,
-        resource: Resource,
-        execution_context: ExecutionContext,
-    ) -> LanguageGate:
-        return cls(config)
-
+class LanguageGate(FallbackAwareComponent):
     def process(self, messages: List[Message]) -> List[Message]:
         for message in messages:
             language = message.get(LANGUAGE) or {}

@@ -4,14 +4,12 @@ from __future__ import annotations
 
 from typing import Any, Dict, List
 
-from rasa.engine.graph import ExecutionContext, GraphComponent
 from rasa.engine.recipes.default_recipe import DefaultV1Recipe
-from rasa.engine.storage.resource import Resource
-from rasa.engine.storage.storage import ModelStorage
 from rasa.shared.nlu.constants import INTENT, INTENT_NAME_KEY, INTENT_RANKING_KEY, PREDICTED_CONFIDENCE_KEY
 from rasa.shared.nlu.training_data.message import Message
 
 from botfleet_rasa import metrics
+from botfleet_rasa.components.fallback_aware import FallbackAwareComponent
 from botfleet_rasa.components.preprocessor import LANGUAGE
 
 
@@ -33,24 +31,7 @@ def fallback_reason(
 @DefaultV1Recipe.register(
     [DefaultV1Recipe.ComponentType.INTENT_CLASSIFIER], is_trainable=False
 )
-class NLUMetrics(GraphComponent):
-    @staticmethod
-    def get_default_config() -> Dict[str, Any]:
-        return {"fallback_intent": "nlu_fallback"}
-
-    def __init__(self, config: Dict[str, Any]) -> None:
-        self.fallback_intent = config["fallback_intent"]
-
-    @classmethod
-    def create(
-        cls,
-        config: Dict[str, Any],
-        model_storage: ModelStorage,
-        resource: Resource,
-        execution_context: ExecutionContext,
-    ) -> NLUMetrics:
-        return cls(config)
-
+class NLUMetrics(FallbackAwareComponent):
     def process(self, messages: List[Message]) -> List[Message]:
         for message in messages:
             intent = message.get(INTENT) or {}
