@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""Runs the demo bot locally: `up`, `down`, `status`, `restart SERVICE`.
+"""Runs the demo bot locally: `up`, `down`, `status`, `restart SERVICE`,
+`replica PORT` (one more Rasa sharing the stores), `stop NAME`.
 
 `up` trains when the bot changed, prepares the database, starts the action server and
 the Rasa server, waits until both are healthy, prints the endpoints and returns.
@@ -232,8 +233,11 @@ def start_actions(run: Path, config: dict[str, Any]) -> None:
     wait_healthy("action server", f"http://127.0.0.1:{port}/health", process, run / "actions.log", 60)
 
 
-def start_rasa(run: Path, config: dict[str, Any]) -> None:
-    port = config["rasa_port"]
+def start_rasa(run: Path, config: dict[str, Any], port: str | None = None) -> None:
+    """Starts Rasa; with a port other than the stack's, an extra replica ("pod") that
+    shares the stack's stores, as several pods of one bot do in a cluster."""
+    port = port or config["rasa_port"]
+    name = "rasa" if port == config["rasa_port"] else f"rasa-{port}"
     workers = env("SANIC_WORKERS", "1")
     extra = {
         **config["settings"],
@@ -250,7 +254,7 @@ def start_rasa(run: Path, config: dict[str, Any]) -> None:
             stale.unlink()
         extra["PROMETHEUS_MULTIPROC_DIR"] = str(prometheus_dir)
     process = start(
-        "rasa",
+        name,
         [
             str(RASA_VENV / "rasa"), "run",
             "--model", config["model"],
@@ -265,7 +269,7 @@ def start_rasa(run: Path, config: dict[str, Any]) -> None:
         extra,
         BOT,
     )
-    wait_healthy("rasa", f"http://127.0.0.1:{port}/health/ready", process, run / "rasa.log", 300)
+    wait_healthy(name, f"http://127.0.0.1:{port}/health/ready", process, run / f"{name}.log", 300)
 
 
 def up() -> None:
@@ -295,7 +299,7 @@ Try: curl -s -XPOST {rasa}/webhooks/rest/webhook -d '{{"sender": "me", "message"
 
 def down(quiet: bool = False) -> None:
     run = stack_dir()
-    for name in ("rasa", "actions"):
+    for name in list(load_pids(run)):
         stop(name, run)
     if not quiet:
         print("botfleet demo bot stopped")
@@ -331,6 +335,11 @@ def main(argv: list[str]) -> int:
         return status()
     elif command == "restart" and len(argv) == 3 and argv[2] in ("actions", "rasa"):
         restart(argv[2])
+    elif command == "replica" and len(argv) == 3 and argv[2].isdigit():
+        run = stack_dir()
+        start_rasa(run, json.loads((run / "stack.json").read_text()), port=argv[2])
+    elif command == "stop" and len(argv) == 3:
+        stop(argv[2], stack_dir())
     else:
         print(__doc__, file=sys.stderr)
         return 2

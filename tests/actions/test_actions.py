@@ -35,9 +35,11 @@ def test_unknown_product_is_answered_honestly(repo):
     assert "couldn't find \"hoverboard\"" in texts[0]
 
 
-def test_catalog_outage_apologises_and_is_counted(dead_repo):
+def test_catalog_outage_apologises_and_is_counted(dead_repo, caplog):
     before = counter(metrics.ACTION_ERRORS, action="action_product_price", error="database_unavailable")
-    texts, _, _ = run(actions.ActionProductPrice(), tracker({"product": "laptop"}))
+    with caplog.at_level("WARNING"):
+        texts, _, _ = run(actions.ActionProductPrice(), tracker({"product": "laptop"}))
+    assert "database unavailable in action_product_price" in caplog.text
     assert texts == [actions.ActionProductPrice.apology]
     assert counter(metrics.ACTION_ERRORS, action="action_product_price", error="database_unavailable") == before + 1
 

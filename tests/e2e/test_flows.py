@@ -1,8 +1,12 @@
 """Multi-turn conversations through the REST channel against the real stack."""
 
+import json
+import os
+import subprocess
 from datetime import date, timedelta
 
 import requests
+from conftest import ROOT
 
 
 def next_weekday(weekday: int) -> str:
@@ -105,6 +109,12 @@ def test_fallback_clarifies_then_offers_a_human_then_hands_off(bot, sender, data
     assert bot.say(sender, "How much does the laptop cost?") == []
     listed = requests.get(f"{bot.actions}/agent/handoffs", headers=bot.agent_headers, timeout=10).json()
     assert sender in [h["sender_id"] for h in listed]
+    cli = subprocess.run(
+        [str(ROOT / ".venvs/actions/bin/botfleet-agent"), "handoffs"],
+        env={**os.environ, "BOTFLEET_AGENT_API": bot.actions, "BOTFLEET_AGENT_TOKEN": bot.config["agent_token"]},
+        capture_output=True, text=True, check=True,
+    )
+    assert sender in [h["sender_id"] for h in json.loads(cli.stdout)]
     assert database.execute("SELECT reason FROM handoffs WHERE sender_id = %s", (sender,)).fetchone() == ("repeated fallback",)
     released = requests.post(f"{bot.actions}/agent/handoffs/{sender}/release", json={"agent": "alice"}, headers=bot.agent_headers, timeout=10)
     assert released.status_code == 200

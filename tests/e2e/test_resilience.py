@@ -27,6 +27,11 @@ def test_malformed_webhooks_get_4xx(bot):
     assert requests.get(f"{bot.rasa}/health/ready", timeout=10).status_code == 200
 
 
+def test_socketio_channel_is_served(bot):
+    handshake = requests.get(f"{bot.rasa}/socket.io/", params={"EIO": "4", "transport": "polling"}, timeout=10)
+    assert handshake.status_code == 200 and '"sid"' in handshake.text
+
+
 def test_rasa_api_requires_the_token(bot, sender):
     bot.say(sender, "hi")
     assert requests.get(f"{bot.rasa}/conversations/{sender}/tracker", timeout=10).status_code == 401
