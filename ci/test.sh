@@ -5,18 +5,20 @@
 # Each service's tests run in that service's venv; the closing line sums all of them.
 set -uo pipefail
 cd "$(dirname "$0")/.."
-RASA=.venvs/rasa/bin ACTIONS=.venvs/actions/bin DEV=.venvs/dev/bin
+RASA=.venvs/rasa/bin ACTIONS=.venvs/actions/bin DEV=.venvs/dev/bin OPERATOR=.venvs/operator/bin
 REPORTS=.run/test-reports
 rm -rf "$REPORTS" && mkdir -p "$REPORTS"
 failed=0
 step() { echo; echo "==> $*"; }
 
 step "ruff"
-$DEV/ruff check services ci tests || failed=1
+$DEV/ruff check services operator ci tests || failed=1
 step "mypy (rasa services)"
 (cd services && ../$RASA/mypy --config-file ../pyproject.toml common/botfleet_common rasa/botfleet_rasa) || failed=1
 step "mypy (action server)"
 (cd services && ../$ACTIONS/mypy --config-file ../pyproject.toml action-server/botfleet_actions) || failed=1
+step "mypy (operator)"
+(cd operator && ../$OPERATOR/mypy --config-file ../pyproject.toml botfleet_operator) || failed=1
 [ "${1:-}" = lint ] && exit $failed
 
 step "rasa data validate"
@@ -26,6 +28,8 @@ step "unit tests: common + action server"
 $ACTIONS/pytest -q tests/common tests/actions --junitxml=$REPORTS/actions.xml || failed=1
 step "unit tests: rasa components and stores"
 $RASA/pytest -q tests/rasa --junitxml=$REPORTS/rasa.xml || failed=1
+step "operator: CRD, builders, kopf against kmock"
+$OPERATOR/pytest -q tests/operator --junitxml=$REPORTS/operator.xml || failed=1
 step "train the demo bot (skipped when unchanged)"
 python3 ci/train.py bots/demo >/dev/null || failed=1
 step "end-to-end tests against the running stack"

@@ -30,7 +30,7 @@ find_python311() {
 make_venv() {
   local name=$1 python=$2; shift 2
   local dir=.venvs/$name stamp
-  stamp=$(cat "$@" 2>/dev/null | sha256sum | cut -c1-16)
+  stamp=$(cat "$0" "$@" 2>/dev/null | sha256sum | cut -c1-16)
   if [ -f "$dir/.stamp" ] && [ "$(cat "$dir/.stamp")" = "$stamp" ]; then
     return 0
   fi
@@ -45,7 +45,7 @@ make_venv() {
       *pyproject.toml) args+=(-e "$(dirname "$f")") ;;
     esac
   done
-  "$dir/bin/pip" install -q "${args[@]}" pytest==8.3.4 mypy==1.13.0
+  "$dir/bin/pip" install -q "${args[@]}" pytest==8.4.2 mypy==1.13.0
   echo "$stamp" > "$dir/.stamp"
 }
 
@@ -57,6 +57,9 @@ if [ "$which" = all ] || [ "$which" = rasa ]; then
 fi
 if [ "$which" = all ] || [ "$which" = actions ]; then
   make_venv actions "$PY310" services/action-server/requirements.txt services/common/pyproject.toml services/action-server/pyproject.toml
+fi
+if [ "$which" = all ] || [ "$which" = operator ]; then
+  make_venv operator "$PY311" operator/requirements.txt operator/requirements-test.txt operator/pyproject.toml
 fi
 if [ "$which" = all ] || [ "$which" = dev ]; then
   make_venv dev "$PY311" tests/requirements.txt
