@@ -1,0 +1,1 @@
+"""botfleet's Kubernetes operator (kopf): Bot custom resources to running bots."""
