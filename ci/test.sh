@@ -29,7 +29,7 @@ $ACTIONS/pytest -q tests/common tests/actions --junitxml=$REPORTS/actions.xml ||
 step "unit tests: rasa components and stores"
 $RASA/pytest -q tests/rasa --junitxml=$REPORTS/rasa.xml || failed=1
 step "operator: CRD, builders, kopf against kmock"
-$OPERATOR/pytest -q tests/operator --junitxml=$REPORTS/operator.xml || failed=1
+$OPERATOR/pytest -q -p kmock -o asyncio_mode=auto tests/operator --junitxml=$REPORTS/operator.xml || failed=1
 step "train the demo bot (skipped when unchanged)"
 python3 ci/train.py bots/demo >/dev/null || failed=1
 step "end-to-end tests against the running stack"
