@@ -5,7 +5,10 @@ RASA := .venvs/rasa/bin
 ACTIONS := .venvs/actions/bin
 DEV := .venvs/dev/bin
 
-.PHONY: help venvs train up down status test lint validate nlu-cv clean
+OPERATOR := .venvs/operator/bin
+NAMESPACE ?=
+
+.PHONY: help venvs train up down status test lint validate nlu-cv operator-run clean
 
 help:
 	@echo "make up       start the demo bot (Rasa, action server) on real or embedded stores"
@@ -14,6 +17,7 @@ help:
 	@echo "make train    train the demo bot if its inputs changed"
 	@echo "make validate rasa data validate --fail-on-warnings"
 	@echo "make nlu-cv   NLU cross-validation report in reports/nlu-cv (not in git)"
+	@echo "make operator-run [NAMESPACE=ns]  run the operator from this tree against the current kubeconfig"
 
 venvs:
 	@bash ci/venvs.sh
@@ -44,6 +48,11 @@ nlu-cv: venvs
 	@cd $(BOT) && ../../$(RASA)/rasa test nlu --cross-validation --folds 3 --config config.yml \
 		--nlu data/nlu.yml --out ../../reports/nlu-cv
 	@echo "report: reports/nlu-cv/intent_report.json"
+
+# The operator from the working tree, against whatever cluster kubectl points at.
+# Install the CRD first: kubectl apply -f k8s/crds/
+operator-run: venvs
+	@$(OPERATOR)/botfleet-operator --log-format=plain $(if $(NAMESPACE),--namespace=$(NAMESPACE),--all-namespaces)
 
 clean: down
 	rm -rf .run reports $(BOT)/models

@@ -7,7 +7,7 @@ import os
 from typing import Any
 
 import kopf
-from prometheus_client import start_http_server
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from botfleet_operator import metrics
 from botfleet_operator.builders import MANAGED_BY
@@ -29,8 +29,29 @@ RETRY_BASE_SECONDS = float(os.environ.get("BOTFLEET_RETRY_BASE_SECONDS", "10"))
 _phases: dict[tuple[str, str], str] = {}
 
 
+async def _serve_ops(port: int) -> None:
+    """/metrics and /readyz (ready once the operator has started) on one port."""
+    from aiohttp import web
+
+    from botfleet_operator.crd import load_crd
+
+    async def metrics_endpoint(_: web.Request) -> web.Response:
+        return web.Response(body=generate_latest(), headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+    async def ready(_: web.Request) -> web.Response:
+        load_crd()  # the schema the operator validates with must be readable
+        return web.json_response({"status": "ready"})
+
+    app = web.Application()
+    app.router.add_get("/metrics", metrics_endpoint)
+    app.router.add_get("/readyz", ready)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, "0.0.0.0", port).start()
+
+
 @kopf.on.startup()
-def configure(*, settings: kopf.OperatorSettings, **_: Any) -> None:
+async def configure(*, settings: kopf.OperatorSettings, **_: Any) -> None:
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix="botfleet.io")
     settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(prefix="botfleet.io")
     settings.posting.level = logging.INFO
@@ -38,8 +59,8 @@ def configure(*, settings: kopf.OperatorSettings, **_: Any) -> None:
     # removes the children through their owner references and deletion never blocks.
     port = int(os.environ.get("BOTFLEET_METRICS_PORT", "8000"))
     if port:
-        start_http_server(port)
-        logging.getLogger(__name__).info("metrics on :%d/metrics", port)
+        await _serve_ops(port)
+        logging.getLogger(__name__).info("metrics and readiness on :%d", port)
 
 
 def _publish(body: Any, outcome: Outcome) -> None:  # a kopf Body or a raw object dict

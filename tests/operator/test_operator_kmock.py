@@ -4,8 +4,10 @@ import asyncio
 import contextlib
 import copy
 import os
+import socket
 from pathlib import Path
 
+import aiohttp
 import kmock as kmock_lib
 import pytest
 from conftest import ROOT, load
@@ -37,9 +39,15 @@ BOTS = "/apis/botfleet.io/v1alpha1/namespaces/bots/bots"
 def emulator(kmock):
     for key, (kind, namespaced, subresources) in RESOURCES.items():
         kmock.resources[key] = kmock_lib.ResourceInfo(kind=kind, namespaced=namespaced, verbs=VERBS, subresources=subresources)
-    os.environ.update(BOTFLEET_KUBE_API=str(kmock.url), BOTFLEET_METRICS_PORT="0", BOTFLEET_RETRY_BASE_SECONDS="1")
+    os.environ.update(BOTFLEET_KUBE_API=str(kmock.url), BOTFLEET_METRICS_PORT=str(free_port()), BOTFLEET_RETRY_BASE_SECONDS="1")
     kube.api_client.cache_clear()
     return kmock
+
+
+def free_port():
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
 
 
 @contextlib.asynccontextmanager
@@ -112,6 +120,15 @@ async def test_create_builds_children_and_status_follows_them(emulator):
         assert bot["status"]["endpoints"]["rest"] == "http://hello-rasa.bots.svc:5005/webhooks/rest/webhook"
         events = [emulator.objects[key].raw for key in emulator.objects if key[0].plural == "events"]
         assert any(e.get("reason") == "Created" and e.get("involvedObject", {}).get("name") == "hello" for e in events)
+        ops = f"http://127.0.0.1:{os.environ['BOTFLEET_METRICS_PORT']}"
+        async with aiohttp.ClientSession() as session:
+            async with session.get(f"{ops}/readyz") as response:
+                assert response.status == 200
+            async with session.get(f"{ops}/metrics") as response:
+                text = await response.text()
+        assert 'botfleet_operator_reconciles_total{result="ok"}' in text
+        assert 'botfleet_operator_bots{phase="Ready"} 1.0' in text
+        assert "botfleet_operator_reconcile_duration_seconds_bucket" in text
     assert runner.exception is None
 
 
