@@ -8,6 +8,7 @@ to chart values and stamp the rendered objects with ownership.
 from __future__ import annotations
 
 import copy
+import functools
 import hashlib
 import json
 import os
@@ -72,7 +73,16 @@ def spec_hash(obj: dict[str, Any]) -> str:
 
 def desired_objects(bot: dict[str, Any], service_monitor_crd: bool = False) -> list[dict[str, Any]]:
     """Every child object of a Bot, owned by it (deleting the Bot deletes them)."""
-    name, namespace = bot["metadata"]["name"], bot["metadata"]["namespace"]
+    metadata = bot["metadata"]
+    key = json.dumps([metadata["name"], metadata["namespace"], metadata.get("uid"), bot.get("spec"), service_monitor_crd], sort_keys=True)
+    # Children's events reconcile their Bot often; the spec rarely changed in between.
+    return copy.deepcopy(_desired_objects_cached(key))
+
+
+@functools.lru_cache(maxsize=2048)
+def _desired_objects_cached(key: str) -> list[dict[str, Any]]:
+    name, namespace, uid, spec, service_monitor_crd = json.loads(key)
+    bot = {"metadata": {"name": name, "namespace": namespace, "uid": uid}, "spec": spec}
     objects = render(name, namespace, chart_values(bot, service_monitor_crd))
     for obj in objects:
         metadata = obj.setdefault("metadata", {})

@@ -152,12 +152,20 @@ def _typed_for_cel(schema: dict[str, Any], value: Any) -> Any:
     return value
 
 
+@functools.lru_cache(maxsize=256)
+def _cel_program(rule: str) -> Any:
+    """Compiled once per rule: parsing CEL costs far more than evaluating it."""
+    import celpy
+
+    environment = celpy.Environment()
+    return environment.program(environment.compile(rule))
+
+
 def _cel_errors(schema: dict[str, Any], value: Any, path: str) -> Iterator[str]:
     import celpy
 
     for rule in schema.get("x-kubernetes-validations", []):
-        environment = celpy.Environment()
-        program = environment.program(environment.compile(rule["rule"]))
+        program = _cel_program(rule["rule"])
         try:
             result = program.evaluate({"self": celpy.json_to_cel(_typed_for_cel(schema, value))})
         except celpy.CELEvalError as error:  # e.g. a field that defaulting did not add

@@ -65,7 +65,8 @@ async def configure(*, settings: kopf.OperatorSettings, **_: Any) -> None:
 
 def _publish(body: Any, outcome: Outcome) -> None:  # a kopf Body or a raw object dict
     name, namespace = body["metadata"]["name"], body["metadata"]["namespace"]
-    Kube(api_client()).merge_patch("Bot", namespace, name, {"status": outcome.status}, subresource="status")
+    if outcome.status != body.get("status"):  # unchanged status: no write, no event storm
+        Kube(api_client()).merge_patch("Bot", namespace, name, {"status": outcome.status}, subresource="status")
     for reason, message in outcome.events:
         kopf.info(body, reason=reason, message=message)
     for problem in outcome.problems:

@@ -10,8 +10,9 @@ import argparse
 import sys
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description="The botfleet operator.")
+def kopf_arguments(argv: list[str] | None = None) -> list[str]:
+    """The `kopf run` command line for botfleet-operator's own options."""
+    parser = argparse.ArgumentParser(prog="botfleet-operator", description="The botfleet operator.")
     scope = parser.add_mutually_exclusive_group()
     scope.add_argument("-A", "--all-namespaces", action="store_true", help="watch the whole cluster")
     scope.add_argument("-n", "--namespace", action="append", default=[], help="watch this namespace (repeatable; globs allowed)")
@@ -23,9 +24,13 @@ def main(argv: list[str] | None = None) -> int:
     command += ["--all-namespaces"] if args.all_namespaces or not args.namespace else [f"--namespace={n}" for n in args.namespace]
     if args.verbose:
         command.append("--verbose")
+    return command
+
+
+def main(argv: list[str] | None = None) -> int:
     from kopf.cli import main as kopf_main
 
-    return kopf_main(args=command, standalone_mode=False) or 0
+    return kopf_main(args=kopf_arguments(argv), standalone_mode=False) or 0
 
 
 if __name__ == "__main__":
