@@ -8,7 +8,7 @@ DEV := .venvs/dev/bin
 OPERATOR := .venvs/operator/bin
 NAMESPACE ?=
 
-.PHONY: help venvs train up down status test lint validate nlu-cv operator-run clean
+.PHONY: help venvs train up down status test lint validate nlu-cv operator-run bench clean
 
 help:
 	@echo "make up       start the demo bot (Rasa, action server) on real or embedded stores"
@@ -18,6 +18,7 @@ help:
 	@echo "make validate rasa data validate --fail-on-warnings"
 	@echo "make nlu-cv   NLU cross-validation report in reports/nlu-cv (not in git)"
 	@echo "make operator-run [NAMESPACE=ns]  run the operator from this tree against the current kubeconfig"
+	@echo "make bench [BOTS='1 20']         operator benchmark against kmock, printed as JSON"
 
 venvs:
 	@bash ci/venvs.sh
@@ -53,6 +54,12 @@ nlu-cv: venvs
 # Install the CRD first: kubectl apply -f k8s/crds/
 operator-run: venvs
 	@$(OPERATOR)/botfleet-operator --log-format=plain $(if $(NAMESPACE),--namespace=$(NAMESPACE),--all-namespaces)
+
+# 100 and 1,000 Bots do not finish in reasonable time against kmock yet (issue #3).
+BOTS ?= 1 20
+# Benchmarks print JSON; targets live here, never in timed tests.
+bench: venvs
+	@$(OPERATOR)/python ci/bench_operator.py $(BOTS)
 
 clean: down
 	rm -rf .run reports $(BOT)/models

@@ -1,0 +1,141 @@
+#!/usr/bin/env python3
+"""Operator benchmark: reconcile time and memory for 1, 100 and 1,000 Bots.
+
+Runs kmock's Kubernetes emulator in this process and the real operator (kopf,
+botfleet_operator.handlers) in a subprocess, posts N Bots at once and measures the
+time until every Bot has a status, the operator's own reconcile-duration histogram,
+and the operator process's peak and final RSS. Prints JSON.
+Usage: .venvs/operator/bin/python ci/bench_operator.py [N ...]
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import re
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import aiohttp
+import kmock
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+VERBS = {"list", "watch", "get", "create", "patch", "update", "delete"}
+RESOURCES = {
+    "v1/namespaces": ("Namespace", False, set()),
+    "v1/events": ("Event", True, set()),
+    "v1/configmaps": ("ConfigMap", True, set()),
+    "v1/secrets": ("Secret", True, set()),
+    "v1/services": ("Service", True, set()),
+    "apps/v1/deployments": ("Deployment", True, {"status"}),
+    "networking.k8s.io/v1/ingresses": ("Ingress", True, set()),
+    "networking.k8s.io/v1/networkpolicies": ("NetworkPolicy", True, set()),
+    "autoscaling/v2/horizontalpodautoscalers": ("HorizontalPodAutoscaler", True, set()),
+    "policy/v1/poddisruptionbudgets": ("PodDisruptionBudget", True, set()),
+    "apiextensions.k8s.io/v1/customresourcedefinitions": ("CustomResourceDefinition", False, set()),
+    "botfleet.io/v1alpha1/bots": ("Bot", True, {"status"}),
+}
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def rss_kib(pid: int) -> dict[str, int]:
+    status = Path(f"/proc/{pid}/status").read_text()
+    return {key: int(re.search(rf"{key}:\s+(\d+)", status)[1]) for key in ("VmRSS", "VmHWM")}  # type: ignore[index]
+
+
+def histogram(text: str, name: str) -> tuple[float, float]:
+    total = float(re.search(rf"^{name}_sum (\S+)", text, re.M)[1])  # type: ignore[index]
+    count = float(re.search(rf"^{name}_count (\S+)", text, re.M)[1])  # type: ignore[index]
+    return total, count
+
+
+async def run(count: int) -> dict[str, object]:
+    template = yaml.safe_load((ROOT / "k8s/examples/minimal-bot.yaml").read_text())
+    async with kmock.KubernetesEmulator() as emulator, kmock.Server(emulator):
+        for key, (kind, namespaced, subresources) in RESOURCES.items():
+            emulator.resources[key] = kmock.ResourceInfo(kind=kind, namespaced=namespaced, verbs=VERBS, subresources=subresources)
+        metrics_port = free_port()
+        env = {**os.environ, "BOTFLEET_KUBE_API": str(emulator.url), "BOTFLEET_METRICS_PORT": str(metrics_port)}
+        log = open(os.environ.get("BENCH_OPERATOR_LOG", os.devnull), "w")  # noqa: SIM115 - closed below
+        operator = subprocess.Popen(
+            [sys.executable, "-m", "kopf", "run", "--standalone", "-A", "-m", "botfleet_operator.handlers",
+             str(ROOT / "tests/operator/kmock_login.py")],
+            env=env, stdout=subprocess.DEVNULL, stderr=log,
+        )
+        try:
+            async with aiohttp.ClientSession() as session:
+                for _ in range(100):  # wait until the operator serves readiness
+                    try:
+                        async with session.get(f"http://127.0.0.1:{metrics_port}/readyz") as response:
+                            if response.status == 200:
+                                break
+                    except aiohttp.ClientError:
+                        pass
+                    await asyncio.sleep(0.1)
+                await asyncio.sleep(1.0)  # let kopf start its watches
+                idle = rss_kib(operator.pid)
+                started = time.perf_counter()
+
+                async def post(index: int) -> None:
+                    bot = json.loads(json.dumps(template))
+                    bot["metadata"].update(name=f"bot-{index}", namespace="bench", uid=f"uid-{index}", resourceVersion="1")
+                    async with session.post(f"{str(emulator.url).rstrip('/')}/apis/botfleet.io/v1alpha1/namespaces/bench/bots", json=bot) as response:
+                        assert response.status < 300
+
+                await asyncio.gather(*(post(i) for i in range(count)))
+                print(f"posted {count} bots", file=sys.stderr)
+                posted = time.perf_counter()
+                deadline = started + 600
+                while time.perf_counter() < deadline:
+                    done = sum(
+                        1 for key in emulator.objects
+                        if key[0].plural == "bots" and (emulator.objects[key].raw.get("status") or {}).get("phase")
+                    )
+                    if done >= count:
+                        break
+                    await asyncio.sleep(0.5)  # polling competes with the emulator for this loop
+                finished = time.perf_counter()
+                async with session.get(f"http://127.0.0.1:{metrics_port}/metrics") as response:
+                    metrics_text = await response.text()
+                duration_sum, duration_count = histogram(metrics_text, "botfleet_operator_reconcile_duration_seconds")
+                memory = rss_kib(operator.pid)
+        finally:
+            operator.terminate()
+            try:  # off the loop: kopf finishes its requests to the emulator this loop serves
+                await asyncio.to_thread(operator.wait, 30)
+            except subprocess.TimeoutExpired:
+                operator.kill()
+            log.close()
+    return {
+        "bots": count,
+        "all_reconciled": done >= count,
+        "seconds_to_reconcile_all": round(finished - started, 3),
+        "seconds_to_post_all": round(posted - started, 3),
+        "bots_per_second": round(count / (finished - started), 2),
+        "reconciles": int(duration_count),
+        "mean_reconcile_ms": round(1000 * duration_sum / max(duration_count, 1), 2),
+        "operator_rss_idle_mib": round(idle["VmRSS"] / 1024, 1),
+        "operator_rss_after_mib": round(memory["VmRSS"] / 1024, 1),
+        "operator_rss_peak_mib": round(memory["VmHWM"] / 1024, 1),
+    }
+
+
+def main() -> int:
+    counts = [int(a) for a in sys.argv[1:]] or [1, 100, 1000]
+    results = [asyncio.run(run(count)) for count in counts]
+    print(json.dumps({"operator": {"emulator": "kmock", "results": results}}, indent=2))
+    return 0 if all(r["all_reconciled"] for r in results) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
