@@ -25,21 +25,8 @@ import kmock
 import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
-VERBS = {"list", "watch", "get", "create", "patch", "update", "delete"}
-RESOURCES = {
-    "v1/namespaces": ("Namespace", False, set()),
-    "v1/events": ("Event", True, set()),
-    "v1/configmaps": ("ConfigMap", True, set()),
-    "v1/secrets": ("Secret", True, set()),
-    "v1/services": ("Service", True, set()),
-    "apps/v1/deployments": ("Deployment", True, {"status"}),
-    "networking.k8s.io/v1/ingresses": ("Ingress", True, set()),
-    "networking.k8s.io/v1/networkpolicies": ("NetworkPolicy", True, set()),
-    "autoscaling/v2/horizontalpodautoscalers": ("HorizontalPodAutoscaler", True, set()),
-    "policy/v1/poddisruptionbudgets": ("PodDisruptionBudget", True, set()),
-    "apiextensions.k8s.io/v1/customresourcedefinitions": ("CustomResourceDefinition", False, set()),
-    "botfleet.io/v1alpha1/bots": ("Bot", True, {"status"}),
-}
+sys.path.insert(0, str(ROOT / "tests/operator"))
+from kmock_support import register_resources  # noqa: E402
 
 
 def free_port() -> int:
@@ -62,14 +49,13 @@ def histogram(text: str, name: str) -> tuple[float, float]:
 async def run(count: int) -> dict[str, object]:
     template = yaml.safe_load((ROOT / "k8s/examples/minimal-bot.yaml").read_text())
     async with kmock.KubernetesEmulator() as emulator, kmock.Server(emulator):
-        for key, (kind, namespaced, subresources) in RESOURCES.items():
-            emulator.resources[key] = kmock.ResourceInfo(kind=kind, namespaced=namespaced, verbs=VERBS, subresources=subresources)
+        register_resources(emulator)
         metrics_port = free_port()
         env = {**os.environ, "BOTFLEET_KUBE_API": str(emulator.url), "BOTFLEET_METRICS_PORT": str(metrics_port)}
         log = open(os.environ.get("BENCH_OPERATOR_LOG", os.devnull), "w")  # noqa: SIM115 - closed below
         operator = subprocess.Popen(
             [sys.executable, "-m", "kopf", "run", "--standalone", "-A", "-m", "botfleet_operator.handlers",
-             str(ROOT / "tests/operator/kmock_login.py")],
+             str(ROOT / "tests/operator/kmock_support.py")],
             env=env, stdout=subprocess.DEVNULL, stderr=log,
         )
         try:

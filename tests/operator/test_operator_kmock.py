@@ -8,37 +8,21 @@ import socket
 from pathlib import Path
 
 import aiohttp
-import kmock as kmock_lib
 import pytest
 from conftest import ROOT, load
+from kmock_support import register_resources
 from kopf.testing import KopfRunner
 
 from botfleet_operator import kube
 
 pytestmark = pytest.mark.asyncio
-VERBS = {"list", "watch", "get", "create", "patch", "update", "delete"}
-RESOURCES = {
-    "v1/namespaces": ("Namespace", False, set()),
-    "v1/events": ("Event", True, set()),
-    "v1/configmaps": ("ConfigMap", True, set()),
-    "v1/secrets": ("Secret", True, set()),
-    "v1/services": ("Service", True, set()),
-    "apps/v1/deployments": ("Deployment", True, {"status"}),
-    "networking.k8s.io/v1/ingresses": ("Ingress", True, set()),
-    "networking.k8s.io/v1/networkpolicies": ("NetworkPolicy", True, set()),
-    "autoscaling/v2/horizontalpodautoscalers": ("HorizontalPodAutoscaler", True, set()),
-    "policy/v1/poddisruptionbudgets": ("PodDisruptionBudget", True, set()),
-    "apiextensions.k8s.io/v1/customresourcedefinitions": ("CustomResourceDefinition", False, set()),
-    "botfleet.io/v1alpha1/bots": ("Bot", True, {"status"}),
-}
 NS = "bots"
 BOTS = "/apis/botfleet.io/v1alpha1/namespaces/bots/bots"
 
 
 @pytest.fixture
 def emulator(kmock):
-    for key, (kind, namespaced, subresources) in RESOURCES.items():
-        kmock.resources[key] = kmock_lib.ResourceInfo(kind=kind, namespaced=namespaced, verbs=VERBS, subresources=subresources)
+    register_resources(kmock)
     os.environ.update(BOTFLEET_KUBE_API=str(kmock.url), BOTFLEET_METRICS_PORT=str(free_port()), BOTFLEET_RETRY_BASE_SECONDS="1")
     kube.api_client.cache_clear()
     return kmock
@@ -54,7 +38,7 @@ def free_port():
 async def operator():
     """KopfRunner, entered and exited off the event loop: kmock serves kopf from this
     loop, so blocking it while the runner stops would deadlock."""
-    login = Path(__file__).with_name("kmock_login.py")
+    login = Path(__file__).with_name("kmock_support.py")
     runner = KopfRunner(["run", "-A", "--standalone", "-m", "botfleet_operator.handlers", str(login)])
     await asyncio.to_thread(runner.__enter__)
     try:
