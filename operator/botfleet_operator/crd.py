@@ -187,10 +187,11 @@ def validate_bot(bot: dict[str, Any]) -> list[str]:
     """Admission errors for a Bot (after defaulting), empty when it is accepted."""
     schema = bot_schema()
     defaulted = apply_defaults(schema, bot)
+    # Only the spec: status belongs to the status subresource, which admission of the
+    # object itself ignores (and controllers such as kopf may add their own fields).
     errors = []
-    for name in ("spec", "status"):
-        if name in defaulted:
-            errors += list(_structural_errors(schema["properties"][name], defaulted[name], name))
+    if "spec" in defaulted:
+        errors += list(_structural_errors(schema["properties"]["spec"], defaulted["spec"], "spec"))
     if not errors and "spec" in defaulted:
         errors += list(_cel_errors(schema["properties"]["spec"], defaulted["spec"], "spec"))
     elif "spec" not in defaulted:

@@ -76,7 +76,7 @@ def _publish(body: Any, outcome: Outcome) -> None:  # a kopf Body or a raw objec
         metrics.BOTS.labels(phase).set(sum(1 for p in _phases.values() if p == phase))
 
 
-def _reconcile(body: kopf.Body, retry: int) -> dict[str, Any]:
+def _reconcile(body: kopf.Body, retry: int) -> None:
     outcome = reconcile(Kube(api_client()), dict(body))
     _publish(body, outcome)
     if outcome.problems and outcome.retryable:
@@ -84,14 +84,14 @@ def _reconcile(body: kopf.Body, retry: int) -> dict[str, Any]:
         raise kopf.TemporaryError("; ".join(p.message for p in outcome.problems), delay=min(300, RETRY_BASE_SECONDS * 2 ** min(retry, 5)))
     if outcome.problems:
         raise kopf.PermanentError("; ".join(p.message for p in outcome.problems))
-    return {"phase": outcome.status["phase"]}
+    # Nothing returned: kopf would store it under status.<handler>, outside our schema.
 
 
 @kopf.on.resume(GROUP, VERSION, PLURAL)
 @kopf.on.create(GROUP, VERSION, PLURAL)
 @kopf.on.update(GROUP, VERSION, PLURAL, field="spec")
-def reconcile_bot(*, body: kopf.Body, retry: int, **_: Any) -> dict[str, Any]:
-    return _reconcile(body, retry)
+def reconcile_bot(*, body: kopf.Body, retry: int, **_: Any) -> None:
+    _reconcile(body, retry)
 
 
 def _owning_bot(body: kopf.Body) -> tuple[str, str] | None:

@@ -118,3 +118,9 @@ def test_socketio_needs_one_worker(minimal_bot):
     bot = mutated(minimal_bot, "rasa.workers", 2)
     bot["spec"]["channels"] = [{"type": "rest"}, {"type": "socketio"}]
     assert validate_bot(bot) == ["spec.rasa.workers: Invalid value: spec.rasa.workers must be 1 while the socketio channel is enabled (Rasa cannot serve socket.io from several workers)"]
+
+
+def test_status_fields_never_make_a_spec_invalid(minimal_bot):
+    # Status is written through its subresource (and kopf may add fields there).
+    minimal_bot["status"] = {"phase": "Ready", "reconcile_bot": {"phase": "Ready"}}
+    assert validate_bot(minimal_bot) == []

@@ -102,6 +102,7 @@ async def test_create_builds_children_and_status_follows_them(emulator):
         assert condition(bot, "Ready")["status"] == "True" and condition(bot, "ModelLoaded")["status"] == "True"
         assert bot["status"]["currentModelVersion"] == "1.0.0" and bot["status"]["replicas"] == "3/3"
         assert bot["status"]["endpoints"]["rest"] == "http://hello-rasa.bots.svc:5005/webhooks/rest/webhook"
+        assert "reconcile_bot" not in bot["status"]  # handlers return nothing into status
         events = [emulator.objects[key].raw for key in emulator.objects if key[0].plural == "events"]
         assert any(e.get("reason") == "Created" and e.get("involvedObject", {}).get("name") == "hello" for e in events)
         ops = f"http://127.0.0.1:{os.environ['BOTFLEET_METRICS_PORT']}"
