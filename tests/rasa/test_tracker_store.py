@@ -83,3 +83,25 @@ def test_messages_are_counted_by_channel(domain, redis_prefix, pg_url):
     add_turn(tracker, 1)
     asyncio.run(store.save(tracker))
     assert incoming._value.get() == before + 1
+
+
+def test_messages_are_counted_once_in_a_later_session(domain, redis_prefix, pg_url):
+    from rasa.shared.core.events import SessionStarted
+
+    incoming = metrics.MESSAGES.labels("rest", "in")
+    store = redis_store(domain, redis_prefix, pg_url, turns=10)
+    tracker = asyncio.run(store.get_or_create_tracker("two-sessions"))
+    add_turn(tracker, 1)
+    tracker.update(ActionExecuted("action_session_start"))
+    tracker.update(SessionStarted())
+    tracker.update(ActionExecuted("action_listen"))
+    asyncio.run(store.save(tracker))
+    for n in (2, 3):
+        # Rasa hands save() the last session only, as retrieve() returns it.
+        current = asyncio.run(store.retrieve("two-sessions"))
+        before = incoming._value.get()
+        add_turn(current, n)
+        asyncio.run(store.save(current))
+        assert incoming._value.get() == before + 1
+    full = asyncio.run(store.retrieve_full_tracker("two-sessions"))
+    assert [e.text for e in full.events if isinstance(e, UserUttered)] == ["message 1", "message 2", "message 3"]

@@ -16,7 +16,11 @@ from rasa.core.brokers.broker import EventBroker
 from rasa.core.tracker_store import InMemoryTrackerStore, RedisTrackerStore, TrackerStore
 from rasa.shared.core.domain import Domain
 from rasa.shared.core.events import BotUttered, UserUttered
-from rasa.shared.core.trackers import DialogueStateTracker, TrackerEventDiffEngine
+from rasa.shared.core.trackers import (
+    DialogueStateTracker,
+    TrackerEventDiffEngine,
+    get_trackers_for_conversation_sessions,
+)
 
 from botfleet_common import archive, db, pii
 from botfleet_rasa import metrics
@@ -67,9 +71,17 @@ class SlidingWindowMixin:
         metrics.ARCHIVED_EVENTS.inc(len(split.archived))
         return with_events(tracker, split.kept)
 
-    @staticmethod
-    def _observe(previous: Optional[DialogueStateTracker], tracker: DialogueStateTracker) -> None:
+    async def _publish_and_observe(
+        self, previous: Optional[DialogueStateTracker], tracker: DialogueStateTracker
+    ) -> None:
+        """Streams the turn's new events to the broker and counts them, from one diff.
+
+        `previous` must be the stored tracker's last session: Rasa hands save() a
+        tracker holding only the last session, and the diff is positional."""
         new_events = TrackerEventDiffEngine.event_difference(previous, tracker)  # type: ignore[arg-type]
+        event_broker = getattr(self, "event_broker", None)
+        if event_broker is not None:
+            await self._stream_new_events(event_broker, new_events, tracker.sender_id)  # type: ignore[attr-defined]
         for event in new_events:
             if isinstance(event, UserUttered):
                 metrics.MESSAGES.labels(event.input_channel or "unknown", "in").inc()
@@ -77,6 +89,14 @@ class SlidingWindowMixin:
             elif isinstance(event, BotUttered):
                 channel = tracker.latest_message.input_channel if tracker.latest_message else None
                 metrics.MESSAGES.labels(channel or "unknown", "out").inc()
+
+
+def last_session(tracker: Optional[DialogueStateTracker]) -> Optional[DialogueStateTracker]:
+    """What retrieve() returns for a stored tracker: its last conversation session."""
+    if tracker is None:
+        return None
+    sessions = get_trackers_for_conversation_sessions(tracker)
+    return sessions[-1] if len(sessions) > 1 else tracker
 
 
 def _window_kwargs(kwargs: Dict[str, Any]) -> tuple[int, Optional[str], Sequence[str]]:
@@ -116,8 +136,8 @@ class WindowedRedisTrackerStore(SlidingWindowMixin, RedisTrackerStore):
         tracker = redacted_tracker(tracker, self.redact_kinds)
         stored = self.red.get(self.key_prefix + tracker.sender_id)
         prior = self.deserialise_tracker(tracker.sender_id, stored) if stored is not None else None
-        self._observe(prior, tracker)
-        await self.stream_events(tracker)
+        # One Redis read serves the broker diff, the metrics and the merge.
+        await self._publish_and_observe(last_session(prior), tracker)
         if prior is not None:
             tracker = self._merge_trackers(prior, tracker)
         tracker = self._archive_then_trim(tracker)
@@ -144,8 +164,7 @@ class WindowedInMemoryTrackerStore(SlidingWindowMixin, InMemoryTrackerStore):
 
     async def save(self, tracker: DialogueStateTracker) -> None:
         tracker = redacted_tracker(tracker, self.redact_kinds)
-        self._observe(await self.retrieve(tracker.sender_id), tracker)
-        await self.stream_events(tracker)
+        await self._publish_and_observe(await self.retrieve(tracker.sender_id), tracker)
         tracker = self._archive_then_trim(tracker)
         self.store[tracker.sender_id] = self.serialise_tracker(tracker)
 
