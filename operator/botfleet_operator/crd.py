@@ -13,9 +13,11 @@ from __future__ import annotations
 import copy
 import functools
 import os
+import re
 from pathlib import Path
 from typing import Any, Iterator
 
+import celpy
 import yaml
 
 GROUP = "botfleet.io"
@@ -78,8 +80,6 @@ def _type_ok(expected: str, value: Any) -> bool:
 
 
 def _structural_errors(schema: dict[str, Any], value: Any, path: str) -> Iterator[str]:
-    import re
-
     if schema.get("x-kubernetes-int-or-string"):
         if not isinstance(value, (int, str)) or isinstance(value, bool):
             yield f"{path}: must be an integer or a string"
@@ -155,15 +155,11 @@ def _typed_for_cel(schema: dict[str, Any], value: Any) -> Any:
 @functools.lru_cache(maxsize=256)
 def _cel_program(rule: str) -> Any:
     """Compiled once per rule: parsing CEL costs far more than evaluating it."""
-    import celpy
-
     environment = celpy.Environment()
     return environment.program(environment.compile(rule))
 
 
 def _cel_errors(schema: dict[str, Any], value: Any, path: str) -> Iterator[str]:
-    import celpy
-
     for rule in schema.get("x-kubernetes-validations", []):
         program = _cel_program(rule["rule"])
         try:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import collections
 import logging
 import os
 from typing import Any
@@ -72,8 +73,9 @@ def _publish(body: Any, outcome: Outcome) -> None:  # a kopf Body or a raw objec
     for problem in outcome.problems:
         kopf.warn(body, reason=problem.reason, message=problem.message)
     _phases[(namespace, name)] = outcome.status["phase"]
+    counts = collections.Counter(_phases.values())
     for phase in ("Pending", "Progressing", "Ready", "Degraded", "Failed"):
-        metrics.BOTS.labels(phase).set(sum(1 for p in _phases.values() if p == phase))
+        metrics.BOTS.labels(phase).set(counts[phase])
 
 
 def _reconcile(body: kopf.Body, retry: int) -> None:

@@ -11,6 +11,7 @@ import logging
 import os
 from typing import Any, Dict, List, Optional
 
+import sqlalchemy.exc
 from rasa_sdk import Action, Tracker
 from rasa_sdk.events import EventType, SlotSet, UserUtteranceReverted
 from rasa_sdk.executor import CollectingDispatcher
@@ -72,11 +73,7 @@ class DatabaseAction(Action, abc.ABC):
     ) -> List[EventType]:
         try:
             return await self.run_with(repository(), dispatcher, tracker, domain)
-        except Exception as error:
-            import sqlalchemy.exc
-
-            if not isinstance(error, (sqlalchemy.exc.SQLAlchemyError, OSError)):
-                raise
+        except (sqlalchemy.exc.SQLAlchemyError, OSError) as error:
             metrics.DEPENDENCY_ERRORS.labels("database").inc()
             metrics.ACTION_ERRORS.labels(self.name(), "database_unavailable").inc()
             logger.warning(

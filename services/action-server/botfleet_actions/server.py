@@ -13,6 +13,7 @@ Agent routes need `Authorization: Bearer $BOTFLEET_AGENT_TOKEN`.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import hmac
 import json
 import logging
@@ -138,8 +139,6 @@ def build_app(repo: Repository, agent_token: Optional[str] = None) -> Sanic:
     async def conversation_archive(request: Request, sender_id: str) -> HTTPResponse:
         if not authorized(request):
             return _error(401, "agent API token required")
-        import asyncio
-
         events = await asyncio.to_thread(archive.conversation_history, repo.engine, sender_id)
         return response.json({"sender_id": sender_id, "events": events})
 

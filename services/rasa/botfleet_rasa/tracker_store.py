@@ -13,7 +13,7 @@ import time
 from typing import Any, Dict, Optional, Sequence
 
 from rasa.core.brokers.broker import EventBroker
-from rasa.core.tracker_store import InMemoryTrackerStore, RedisTrackerStore, TrackerStore
+from rasa.core.tracker_store import InMemoryTrackerStore, RedisTrackerStore
 from rasa.shared.core.domain import Domain
 from rasa.shared.core.events import BotUttered, UserUttered
 from rasa.shared.core.trackers import (
@@ -30,7 +30,7 @@ logger = logging.getLogger(__name__)
 
 
 class SlidingWindowMixin:
-    """Shared by both stores: call `_prepare` on a tracker before persisting it."""
+    """Shared by both stores: archive-then-trim, and one diff for broker and metrics."""
 
     window_turns: int
     redact_kinds: Sequence[str]
@@ -168,5 +168,3 @@ class WindowedInMemoryTrackerStore(SlidingWindowMixin, InMemoryTrackerStore):
         tracker = self._archive_then_trim(tracker)
         self.store[tracker.sender_id] = self.serialise_tracker(tracker)
 
-
-__all__ = ["WindowedRedisTrackerStore", "WindowedInMemoryTrackerStore", "TrackerStore"]
