@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from prometheus_client import Counter, Gauge, Histogram
 
 RECONCILES = Counter("botfleet_operator_reconciles_total", "Bot reconciliations, by result.", ["result"])
@@ -13,3 +15,43 @@ RECONCILE_DURATION = Histogram(
 )
 CHILD_WRITES = Counter("botfleet_operator_child_writes_total", "Children created or updated.", ["kind", "action"])
 BOTS = Gauge("botfleet_operator_bots", "Bots by phase.", ["phase"])
+
+# Per-Bot state for alerts and dashboards. The scrape target's own `namespace` label
+# names the operator's namespace, so the Bot's namespace is `bot_namespace`.
+BOT_LABELS = ["bot_namespace", "bot"]
+BOT_READY = Gauge("botfleet_bot_ready", "1 when the Bot's Ready condition is True.", BOT_LABELS)
+BOT_REPLICAS_READY = Gauge(
+    "botfleet_bot_replicas_ready", "Ready pods per Bot component.", [*BOT_LABELS, "component"]
+)
+BOT_REPLICAS_DESIRED = Gauge(
+    "botfleet_bot_replicas_desired", "Desired pods per Bot component.", [*BOT_LABELS, "component"]
+)
+BOT_INFO = Gauge("botfleet_bot_info", "The model version each Bot serves (always 1).", [*BOT_LABELS, "model_version"])
+
+
+# Label sets each Bot has exported, so a changed or deleted Bot leaves no stale series.
+_bot_series: dict[tuple[str, str], list[tuple[Gauge, tuple[str, ...]]]] = {}
+
+
+def observe_bot(namespace: str, name: str, status: dict[str, Any]) -> None:
+    """Replaces the Bot's per-Bot series with the ones its new status implies."""
+    forget_bot(namespace, name)
+    series: list[tuple[Gauge, tuple[str, ...]]] = []
+
+    def put(gauge: Gauge, labels: tuple[str, ...], value: float) -> None:
+        gauge.labels(*labels).set(value)
+        series.append((gauge, labels))
+
+    ready = any(c.get("type") == "Ready" and c.get("status") == "True" for c in status.get("conditions") or [])
+    put(BOT_READY, (namespace, name), 1 if ready else 0)
+    for component, replicas in (status.get("components") or {}).items():
+        put(BOT_REPLICAS_READY, (namespace, name, component), replicas["readyReplicas"])
+        put(BOT_REPLICAS_DESIRED, (namespace, name, component), replicas["desiredReplicas"])
+    if status.get("currentModelVersion"):
+        put(BOT_INFO, (namespace, name, str(status["currentModelVersion"])), 1)
+    _bot_series[(namespace, name)] = series
+
+
+def forget_bot(namespace: str, name: str) -> None:
+    for gauge, labels in _bot_series.pop((namespace, name), []):
+        gauge.remove(*labels)

@@ -39,7 +39,11 @@ def test_service_monitor_shape(example_objects):
     monitor = by_kind(example_objects, "ServiceMonitor")
     for obj in monitor.values():
         assert obj["apiVersion"] == "monitoring.coreos.com/v1"
-        assert obj["spec"]["endpoints"] == [{"port": "http", "path": "/metrics", "interval": obj["spec"]["endpoints"][0]["interval"]}]
+        relabelings = [
+            {"sourceLabels": ["__meta_kubernetes_service_label_botfleet_io_bot"], "targetLabel": "bot"},
+            {"sourceLabels": ["__meta_kubernetes_service_label_app_kubernetes_io_component"], "targetLabel": "component"},
+        ]
+        assert obj["spec"]["endpoints"] == [{"port": "http", "path": "/metrics", "interval": obj["spec"]["endpoints"][0]["interval"], "relabelings": relabelings}]
         assert obj["spec"]["selector"]["matchLabels"]["app.kubernetes.io/part-of"] == "botfleet"
 
 

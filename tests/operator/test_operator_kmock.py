@@ -116,6 +116,9 @@ async def test_create_builds_children_and_status_follows_them(emulator):
         assert 'botfleet_operator_reconciles_total{result="ok"}' in text
         assert 'botfleet_operator_bots{phase="Ready"} 1.0' in text
         assert "botfleet_operator_reconcile_duration_seconds_bucket" in text
+        assert 'botfleet_bot_ready{bot="hello",bot_namespace="bots"} 1.0' in text
+        assert 'botfleet_bot_replicas_ready{bot="hello",bot_namespace="bots",component="rasa"} 1.0' in text
+        assert 'botfleet_bot_info{bot="hello",bot_namespace="bots",model_version="1.0.0"} 1.0' in text
     assert runner.exception is None
 
 
