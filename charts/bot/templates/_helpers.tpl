@@ -55,13 +55,25 @@ topologySpreadConstraints: {{- toYaml . | nindent 2 }}
 {{- end }}
 {{- end -}}
 
-{{/* Pod annotations: the config checksum (pods restart when configuration changes),
-     Vault Agent injection when secrets come from Vault, and the user's own. */}}
+{{/* Pod annotations: the config checksum (pods restart when configuration changes)
+     and the user's own. */}}
 {{- define "bot.podAnnotations" -}}
 checksum/config: {{ include (print .Template.BasePath "/configmap.yaml") . | sha256sum }}
 botfleet.io/model-version: {{ .Values.model.version | quote }}
+{{- with .Values.podTemplate.annotations }}
+{{ toYaml . }}
+{{- end }}
+{{- end -}}
+
+{{/* Vault Agent Injector annotations, for Rasa's pods only: Rasa is the only
+     component that reads channel and event-broker credentials, so the other pods get
+     neither an agent nor a Vault token. Rasa sources the files once at start, so an
+     init container suffices (pre-populate-only): no sidecar renewing secrets that
+     are never read again; a rotated secret takes effect on the next rollout. */}}
+{{- define "bot.vaultAnnotations" -}}
 {{- if eq .Values.secrets.provider "vault" }}
 vault.hashicorp.com/agent-inject: "true"
+vault.hashicorp.com/agent-pre-populate-only: "true"
 vault.hashicorp.com/role: {{ .Values.secrets.vault.role | quote }}
 vault.hashicorp.com/auth-path: {{ .Values.secrets.vault.authPath | default "auth/kubernetes" | quote }}
 {{- with .Values.secrets.vault.address }}
@@ -69,16 +81,26 @@ vault.hashicorp.com/service: {{ . | quote }}
 {{- end }}
 {{- range .Values.channels }}
 {{- if and .credentialsFrom .credentialsFrom.vaultPath }}
-vault.hashicorp.com/agent-inject-secret-{{ .type }}: {{ .credentialsFrom.vaultPath | quote }}
-vault.hashicorp.com/agent-inject-template-{{ .type }}: |
-  {{`{{- with secret "`}}{{ .credentialsFrom.vaultPath }}{{`" -}}{{ range $k, $v := .Data.data }}export {{ $k }}="{{ $v }}"
+{{- include "bot.vaultSecret" (dict "name" .type "path" .credentialsFrom.vaultPath "prefix" (printf "%s_" (upper .type))) }}
+{{- end }}
+{{- end }}
+{{- with .Values.stores.eventBroker.credentialsFrom }}
+{{- if .vaultPath }}
+{{- include "bot.vaultSecret" (dict "name" "eventbroker" "path" .vaultPath "prefix" "EVENTBROKER_") }}
+{{- end }}
+{{- end }}
+{{- end }}
+{{- end -}}
+
+{{/* One Vault secret (KV v2: its keys are under .Data.data) as a file of shell
+     exports. Keys get the same prefix as with credentialsFrom.secretName (envFrom
+     prefix), so credentials.yml's ${SLACK_SLACK_TOKEN} works with either source.
+     Values are single-quoted for the shell, with embedded quotes escaped. */}}
+{{- define "bot.vaultSecret" }}
+vault.hashicorp.com/agent-inject-secret-{{ .name }}: {{ .path | quote }}
+vault.hashicorp.com/agent-inject-template-{{ .name }}: |
+  {{`{{- with secret "`}}{{ .path }}{{`" -}}{{ range $k, $v := .Data.data }}`}}export {{ .prefix }}{{`{{ $k }}='{{ $v | replaceAll "'" "'\\''" }}'
   {{ end }}{{- end }}`}}
-{{- end }}
-{{- end }}
-{{- end }}
-{{- with .Values.podTemplate.annotations }}
-{{ toYaml . }}
-{{- end }}
 {{- end -}}
 
 {{- define "bot.envFrom" -}}

@@ -7,6 +7,7 @@ Rasa only lets plug-ins add routes through input channels. This one mounts /metr
 
 from __future__ import annotations
 
+import logging
 from typing import Any, Awaitable, Callable, Dict, Optional
 
 from rasa.core.channels.channel import InputChannel, UserMessage
@@ -16,6 +17,27 @@ from sanic.response import HTTPResponse
 
 from botfleet_common.jsonlog import adopt_root_handlers
 from botfleet_common.metrics import render_latest
+from botfleet_rasa import metrics as bot_metrics
+
+logger = logging.getLogger(__name__)
+
+
+def observe_model(agent: Any) -> bool:
+    """Sets the model gauges from the agent; True when a model is loaded."""
+    loaded = agent is not None and agent.is_ready()
+    bot_metrics.MODEL_LOADED.set(1 if loaded else 0)
+    bot_metrics.MODEL_INFO.clear()
+    if loaded:
+        bot_metrics.MODEL_INFO.labels(agent.model_id or "unknown").set(1)
+    return loaded
+
+
+async def count_model_load(app: Any, _: Any) -> None:
+    """Rasa loads the model in a before_server_start listener and, on failure, logs and
+    serves without one; this makes that failure countable and alertable."""
+    if not observe_model(getattr(app.ctx, "agent", None)):
+        bot_metrics.MODEL_LOAD_FAILURES.inc()
+        logger.error("server started without a loaded model", extra={"event.action": "model-load-failed"})
 
 
 class OpsInput(InputChannel):
@@ -38,9 +60,11 @@ class OpsInput(InputChannel):
         self, on_new_message: Callable[[UserMessage], Awaitable[Any]]
     ) -> Blueprint:
         ops = Blueprint("botfleet_ops", __name__)
+        ops.listener("after_server_start")(count_model_load)
 
         @ops.route("/metrics", methods=["GET"])
         async def metrics(request: Request) -> HTTPResponse:
+            observe_model(getattr(request.app.ctx, "agent", None))  # a model can be replaced at runtime
             body, content_type = render_latest()
             return response.raw(body, content_type=content_type)
 
@@ -51,7 +75,7 @@ class OpsInput(InputChannel):
         @ops.route("/health/ready", methods=["GET"])
         async def ready(request: Request) -> HTTPResponse:
             agent = getattr(request.app.ctx, "agent", None)
-            if agent is not None and agent.is_ready():
+            if agent is not None and observe_model(agent):
                 return response.json({"status": "ready", "model_id": agent.model_id})
             return response.json({"status": "model not loaded"}, status=503)
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Histogram
+from prometheus_client import Counter, Gauge, Histogram
 
 MESSAGES = Counter(
     "botfleet_messages_total",
@@ -43,4 +43,41 @@ DEPENDENCY_ERRORS = Counter(
     "botfleet_dependency_errors_total",
     "Failed calls to a dependency (the bot degraded instead of failing the turn).",
     ["dependency"],
+)
+# With several Sanic workers each process has its own model: "liveall" keeps one series
+# per live worker (pid label), so min() shows a worker that failed to load.
+MODEL_LOADED = Gauge(
+    "botfleet_model_loaded", "1 when this server has a model loaded and serving.", multiprocess_mode="liveall"
+)
+MODEL_INFO = Gauge(
+    "botfleet_model_info", "The loaded model (always 1).", ["model_id"], multiprocess_mode="liveall"
+)
+MODEL_LOAD_FAILURES = Counter(
+    "botfleet_model_load_failures_total", "Server starts that ended without a loaded model."
+)
+# RemoteIntentClassifier's calls to the model-serving service (BentoML).
+MODEL_SERVING_REQUESTS = Counter(
+    "botfleet_model_serving_requests_total",
+    "Calls to the model-serving service, by outcome: one per HTTP attempt (ok, timeout, "
+    "connection_error, http_error, bad_response; a retry is a second attempt), and "
+    "circuit_open for a classification not sent because the circuit breaker was open.",
+    ["outcome"],
+)
+MODEL_SERVING_LATENCY = Histogram(
+    "botfleet_model_serving_latency_seconds",
+    "Duration of each HTTP attempt to the model-serving service, failed ones included.",
+    buckets=(0.005, 0.01, 0.02, 0.03, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.5, 1.0),
+)
+# Per worker process: each has its own breaker, so "liveall" keeps one series per pid.
+MODEL_SERVING_CIRCUIT_STATE = Gauge(
+    "botfleet_model_serving_circuit_state",
+    "Circuit breaker in front of the model-serving service: 0 closed, 1 half-open, 2 open.",
+    multiprocess_mode="liveall",
+)
+NLU_DEGRADED = Counter(
+    "botfleet_nlu_degraded_total",
+    "Messages whose intent came from the in-process fallback classifier because the "
+    "model-serving service was unavailable, by reason (a failed outcome, not_configured, "
+    "or error for an unexpected exception in the client).",
+    ["reason"],
 )
