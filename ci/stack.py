@@ -17,12 +17,17 @@ Settings (environment):
   RASA_PORT / ACTIONS_PORT   5005 / 5055
   RASA_TOKEN / BOTFLEET_AGENT_TOKEN   API tokens (generated once into the run dir)
   SANIC_WORKERS           Rasa workers (1; socketio needs 1)
+  BOTFLEET_PIPELINE       diet (config.yml, in-process NLU) or botfleet (config.botfleet.yml:
+                          intents from the BentoML model server, which `up` trains and starts)
+  NLU_PORT                3000: the model server (botfleet pipeline)
+  BENTOML_HOME            .run/bentoml: the BentoML model store
   BOTFLEET_STACK_DIR      .run/stack: pids, logs, rendered endpoints
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import secrets
@@ -43,6 +48,10 @@ ROOT = Path(__file__).resolve().parent.parent
 BOT = ROOT / "bots/demo"
 RASA_VENV = ROOT / ".venvs/rasa/bin"
 ACTIONS_VENV = ROOT / ".venvs/actions/bin"
+SERVING_VENV = ROOT / ".venvs/serving/bin"
+# stock: Rasa's default config and stores (in memory, no broker), for benchmarks only.
+PIPELINE_CONFIGS = {"diet": "config.yml", "botfleet": "config.botfleet.yml", "stock": "config.stock.yml"}
+NLU_MODEL_NAME = "botfleet-nlu"
 
 
 def env(name: str, default: str) -> str:
@@ -69,15 +78,20 @@ def persistent_token(run: Path, name: str, variable: str) -> str:
         return os.environ[variable]
     path = run / name
     if not path.exists():
-        path.write_text(secrets.token_urlsafe(24))
+        path.write_text(secrets.token_hex(24))
         path.chmod(0o600)
     return path.read_text().strip()
 
 
-def render_endpoints(run: Path, available: dict[str, bool], settings: dict[str, str]) -> Path:
+def render_endpoints(run: Path, available: dict[str, bool], settings: dict[str, str], pipeline: str = "diet") -> Path:
     """The bot's production endpoints.yml with every unavailable service swapped for
     its embedded default."""
     endpoints: dict[str, Any] = yaml.safe_load((BOT / "endpoints.yml").read_text())
+    if pipeline == "stock":  # Rasa's defaults: in-memory tracker and lock store, no broker
+        endpoints = {"action_endpoint": endpoints["action_endpoint"]}
+        path = run / "endpoints.yml"
+        path.write_text(yaml.safe_dump(endpoints, sort_keys=False))
+        return path
     if not available["redis"]:
         endpoints["tracker_store"] = {
             "type": "botfleet_rasa.tracker_store.WindowedInMemoryTrackerStore",
@@ -197,15 +211,23 @@ def prepare(run: Path) -> dict[str, Any]:
         check=True,
         stdout=sys.stderr,
     )
+    pipeline = env("BOTFLEET_PIPELINE", "diet")
+    if pipeline not in PIPELINE_CONFIGS:
+        raise SystemExit(f"error: BOTFLEET_PIPELINE={pipeline!r}: use one of {', '.join(PIPELINE_CONFIGS)}")
     model = subprocess.run(
-        [sys.executable, str(ROOT / "ci/train.py"), str(BOT)], check=True, stdout=subprocess.PIPE, text=True
+        [sys.executable, str(ROOT / "ci/train.py"), str(BOT), "--config", PIPELINE_CONFIGS[pipeline]],
+        check=True, stdout=subprocess.PIPE, text=True,
     ).stdout.strip()
-    endpoints = render_endpoints(run, available, settings)
+    endpoints = render_endpoints(run, available, settings, pipeline)
     config = {
         "settings": settings,
         "available": available,
         "model": model,
         "endpoints": str(endpoints),
+        "pipeline": pipeline,
+        "nlu_tag": train_nlu_model() if pipeline == "botfleet" else None,
+        "nlu_port": env("NLU_PORT", "3000"),
+        "bentoml_home": bentoml_home(),
         "rasa_port": env("RASA_PORT", "5005"),
         "actions_port": env("ACTIONS_PORT", "5055"),
         "rasa_token": persistent_token(run, "rasa_token", "RASA_TOKEN"),
@@ -213,6 +235,42 @@ def prepare(run: Path) -> dict[str, Any]:
     }
     (run / "stack.json").write_text(json.dumps(config, indent=2))
     return config
+
+
+def bentoml_home() -> str:
+    return env("BENTOML_HOME", str(ROOT / ".run/bentoml"))
+
+
+def train_nlu_model() -> str:
+    """Trains the model server's NLU model unless the store already holds one for this
+    data and training code (the tag's version is their content hash)."""
+    digest = hashlib.sha256()
+    sources = [BOT / "data/nlu.yml", *sorted((ROOT / "model-serving/botfleet_serving").glob("*.py"))]
+    for path in sources:
+        digest.update(path.read_bytes())
+    tag = f"{NLU_MODEL_NAME}:{digest.hexdigest()[:16]}"
+    home = bentoml_home()
+    if (Path(home) / "models" / NLU_MODEL_NAME / tag.split(":")[1]).is_dir():
+        print(f"NLU model up to date: {tag}", file=sys.stderr)
+        return tag
+    print(f"training the NLU model {tag} (a few minutes on 2 cores)", file=sys.stderr)
+    subprocess.run(
+        [str(SERVING_VENV / "botfleet-serving-train"), "--nlu", str(BOT / "data/nlu.yml"), "--tag", tag],
+        check=True, stdout=sys.stderr, env={**os.environ, "BENTOML_HOME": home},
+    )
+    return tag
+
+
+def start_model_serving(run: Path, config: dict[str, Any]) -> None:
+    port = config["nlu_port"]
+    process = start(
+        "model-serving",
+        [str(SERVING_VENV / "bentoml"), "serve", "botfleet_serving.service:NLUService", "--host", "127.0.0.1", "--port", port],
+        run,
+        {"BENTOML_HOME": config["bentoml_home"], "BOTFLEET_NLU_MODEL_TAG": config["nlu_tag"]},
+        ROOT / "model-serving",
+    )
+    wait_healthy("model serving", f"http://127.0.0.1:{port}/readyz", process, run / "model-serving.log", 180)
 
 
 def start_actions(run: Path, config: dict[str, Any]) -> None:
@@ -247,6 +305,8 @@ def start_rasa(run: Path, config: dict[str, Any], port: str | None = None) -> No
         "PYTHONWARNINGS": "ignore::DeprecationWarning",
         "BOTFLEET_SERVICE_NAME": "rasa",
     }
+    if config.get("pipeline") == "botfleet":
+        extra["BOTFLEET_NLU_URL"] = f"http://127.0.0.1:{config['nlu_port']}"
     if workers != "1":
         prometheus_dir = run / "prometheus"
         prometheus_dir.mkdir(exist_ok=True)
@@ -261,7 +321,7 @@ def start_rasa(run: Path, config: dict[str, Any], port: str | None = None) -> No
             "--endpoints", config["endpoints"],
             "--credentials", str(BOT / "credentials.yml"),
             "--port", port, "--interface", "127.0.0.1",
-            "--enable-api", "--auth-token", config["rasa_token"],
+            "--enable-api", f"--auth-token={config['rasa_token']}",
             "--cors", "*",
             "--logging-config-file", str(ROOT / "services/rasa/logging.yml"),
         ],
@@ -276,6 +336,8 @@ def up() -> None:
     run = stack_dir()
     down(quiet=True)
     config = prepare(run)
+    if config["pipeline"] == "botfleet":
+        start_model_serving(run, config)
     start_actions(run, config)
     start_rasa(run, config)
     available = config["available"]
@@ -288,6 +350,7 @@ botfleet demo bot is up ({'real services' if all(available.values()) else 'with 
   socket.io        {rasa}/socket.io
   Rasa HTTP API    {rasa}/status?token=$(cat {run}/rasa_token)
   Rasa metrics     {rasa}/metrics     readiness {rasa}/health/ready
+  NLU pipeline     {config['pipeline']}{f"  (model server http://127.0.0.1:{config['nlu_port']}, model {config['nlu_tag']})" if config['nlu_tag'] else ''}
   Action server    {actions}/webhook   metrics {actions}/metrics
   Agent API        {actions}/agent/handoffs  (Authorization: Bearer $(cat {run}/agent_token))
   Stores           redis={available['redis']} postgresql={available['postgresql']} rabbitmq={available['rabbitmq']}
@@ -309,7 +372,7 @@ def restart(service: str) -> None:
     run = stack_dir()
     config = json.loads((run / "stack.json").read_text())
     stop(service, run)
-    {"actions": start_actions, "rasa": start_rasa}[service](run, config)
+    {"actions": start_actions, "rasa": start_rasa, "model-serving": start_model_serving}[service](run, config)
 
 
 def status() -> int:
@@ -333,7 +396,7 @@ def main(argv: list[str]) -> int:
         down()
     elif command == "status":
         return status()
-    elif command == "restart" and len(argv) == 3 and argv[2] in ("actions", "rasa"):
+    elif command == "restart" and len(argv) == 3 and argv[2] in ("actions", "rasa", "model-serving"):
         restart(argv[2])
     elif command == "replica" and len(argv) == 3 and argv[2].isdigit():
         run = stack_dir()

@@ -5,20 +5,22 @@
 # Each service's tests run in that service's venv; the closing line sums all of them.
 set -uo pipefail
 cd "$(dirname "$0")/.."
-RASA=.venvs/rasa/bin ACTIONS=.venvs/actions/bin DEV=.venvs/dev/bin OPERATOR=.venvs/operator/bin
+RASA=.venvs/rasa/bin ACTIONS=.venvs/actions/bin DEV=.venvs/dev/bin OPERATOR=.venvs/operator/bin SERVING=.venvs/serving/bin
 REPORTS=.run/test-reports
 rm -rf "$REPORTS" && mkdir -p "$REPORTS"
 failed=0
 step() { echo; echo "==> $*"; }
 
 step "ruff"
-$DEV/ruff check services operator ci tests || failed=1
+$DEV/ruff check services operator model-serving ci tests || failed=1
 step "mypy (rasa services)"
 (cd services && ../$RASA/mypy --config-file ../pyproject.toml common/botfleet_common rasa/botfleet_rasa) || failed=1
 step "mypy (action server)"
 (cd services && ../$ACTIONS/mypy --config-file ../pyproject.toml action-server/botfleet_actions) || failed=1
 step "mypy (operator)"
 (cd operator && ../$OPERATOR/mypy --config-file ../pyproject.toml botfleet_operator) || failed=1
+step "mypy (model serving)"
+(cd model-serving && ../$SERVING/mypy --config-file ../pyproject.toml botfleet_serving) || failed=1
 [ "${1:-}" = lint ] && exit $failed
 
 step "rasa data validate"
@@ -30,6 +32,16 @@ step "unit tests: rasa components and stores"
 $RASA/pytest -q tests/rasa --junitxml=$REPORTS/rasa.xml || failed=1
 step "operator: CRD, builders, kopf against kmock"
 $OPERATOR/pytest -q -p kmock -o asyncio_mode=auto tests/operator --junitxml=$REPORTS/operator.xml || failed=1
+step "k8s: kustomize overlays, generated manifests, skaffold"
+$OPERATOR/pytest -q tests/k8s --junitxml=$REPORTS/k8s.xml || failed=1
+step "charts: lint, render every values file, validate, values schemas"
+$OPERATOR/pytest -q tests/charts --junitxml=$REPORTS/charts.xml || failed=1
+step "observability: promtool rules and unit tests, dashboards, log shipping"
+$DEV/pytest -q tests/observability --junitxml=$REPORTS/observability.xml || failed=1
+step "model serving: NLU data, training, the BentoML service"
+$SERVING/pytest -q tests/serving --junitxml=$REPORTS/serving.xml || failed=1
+step "botfleet CLI: NLU metrics, gates and exit codes"
+$DEV/pytest -q tests/cli --junitxml=$REPORTS/cli.xml || failed=1
 step "train the demo bot (skipped when unchanged)"
 python3 ci/train.py bots/demo >/dev/null || failed=1
 step "end-to-end tests against the running stack"

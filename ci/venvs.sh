@@ -61,6 +61,10 @@ fi
 if [ "$which" = all ] || [ "$which" = operator ]; then
   make_venv operator "$PY311" operator/requirements.txt operator/requirements-test.txt operator/pyproject.toml
 fi
+if [ "$which" = all ] || [ "$which" = serving ]; then
+  # BentoML needs pydantic 2 and torch (the CPU build pinned in requirements.txt).
+  make_venv serving "$PY311" model-serving/requirements.txt model-serving/pyproject.toml
+fi
 if [ "$which" = all ] || [ "$which" = dev ]; then
-  make_venv dev "$PY311" tests/requirements.txt
+  make_venv dev "$PY311" tests/requirements.txt ci/cli/pyproject.toml
 fi

@@ -44,6 +44,9 @@ def test_metrics_are_exposed(bot, sender):
     rasa = requests.get(f"{bot.rasa}/metrics", timeout=10).text
     for name in ("botfleet_messages_total{channel=\"rest\",direction=\"in\"}", "botfleet_intent_confidence_bucket", "botfleet_nlu_fallbacks_total", "botfleet_turn_duration_seconds_bucket"):
         assert name in rasa, name
+    assert "botfleet_model_info{" in rasa and "botfleet_model_load_failures_total 0.0" in rasa
+    loaded = [line for line in rasa.splitlines() if line.startswith(("botfleet_model_loaded{", "botfleet_model_loaded "))]
+    assert loaded and all(line.endswith(" 1.0") for line in loaded), loaded
     actions = requests.get(f"{bot.actions}/metrics", timeout=10).text
     assert 'botfleet_action_duration_seconds_count{action="action_product_price"}' in actions
     assert "botfleet_action_errors_total" in actions and "botfleet_handoffs_total" in actions

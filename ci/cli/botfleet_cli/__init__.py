@@ -1,0 +1,1 @@
+"""botfleet's command line."""
