@@ -98,7 +98,7 @@ def render_endpoints(run: Path, available: dict[str, bool], settings: dict[str, 
             "window_turns": "${BOTFLEET_WINDOW_TURNS}",
             "archive_url": "${BOTFLEET_DATABASE_URL}",
         }
-        endpoints["lock_store"] = {"type": "in_memory"}
+        endpoints["lock_store"] = {"type": "botfleet_rasa.lock_store.LeasedInMemoryLockStore"}
     if not available["rabbitmq"]:
         endpoints.pop("event_broker", None)
     if not settings.get("REDIS_PASSWORD"):

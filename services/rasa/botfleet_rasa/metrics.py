@@ -44,6 +44,15 @@ DEPENDENCY_ERRORS = Counter(
     "Failed calls to a dependency (the bot degraded instead of failing the turn).",
     ["dependency"],
 )
+LOCK_WAIT = Histogram(
+    "botfleet_lock_wait_seconds",
+    "Time a message waited for its conversation's lock (earlier messages of the same conversation).",
+    buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0),
+)
+LOCK_TICKETS_LOST = Counter(
+    "botfleet_lock_tickets_lost_total",
+    "Conversation lock tickets that expired before their owner finished (a stalled process).",
+)
 # With several Sanic workers each process has its own model: "liveall" keeps one series
 # per live worker (pid label), so min() shows a worker that failed to load.
 MODEL_LOADED = Gauge(
