@@ -163,3 +163,34 @@ def test_in_memory_store_keeps_a_long_turn_locked_and_is_created_from_endpoints(
     asyncio.run(scenario())
     assert order == ["slow", "next"]
     assert store.get_lock("m1") is None
+
+
+def test_rasa_own_redis_store_lets_the_next_turn_in_when_a_long_turn_outlives_its_ticket(redis_prefix):
+    """Why botfleet ships its own store: the same scenario with Rasa's RedisLockStore
+    runs two turns of one conversation at once (or fails the second). If a Rasa upgrade
+    fixes this, this test says so."""
+    from rasa.core.lock_store import RedisLockStore
+
+    store = RedisLockStore(host="127.0.0.1", port=6379, db=0, key_prefix=redis_prefix)
+    order: list[str] = []
+
+    async def scenario() -> None:
+        async def slow_turn() -> None:
+            async with store.lock("r1", lock_lifetime=0.4, wait_time_in_seconds=0.01):
+                order.append("slow starts")
+                await asyncio.sleep(1.2)
+                order.append("slow ends")
+
+        async def next_turn() -> None:
+            await asyncio.sleep(0.05)
+            try:
+                async with store.lock("r1", lock_lifetime=0.4, wait_time_in_seconds=0.01):
+                    order.append("next runs")
+            except LockError:
+                order.append("next fails")
+
+        await asyncio.gather(slow_turn(), next_turn())
+
+    asyncio.run(scenario())
+    assert order != ["slow starts", "slow ends", "next runs"]
+    assert order.index("slow ends") > 1  # the next turn ran or failed while the slow one held the lock
