@@ -86,7 +86,7 @@ def test_rasa_configuration_follows_the_spec():
     endpoints = yaml.safe_load(config["data"]["endpoints.yml"])
     assert endpoints["tracker_store"]["type"] == "botfleet_rasa.tracker_store.WindowedRedisTrackerStore"
     assert endpoints["tracker_store"]["window_turns"] == 30 and endpoints["tracker_store"]["port"] == 6380
-    assert endpoints["lock_store"]["type"] == "redis"
+    assert endpoints["lock_store"]["type"] == "botfleet_rasa.lock_store.LeasedRedisLockStore"
     assert endpoints["event_broker"]["type"] == "kafka"
     credentials = yaml.safe_load(config["data"]["credentials.yml"])
     assert set(credentials) == {"botfleet_rasa.channels.OpsInput", "rest", "slack", "telegram", "botframework"}

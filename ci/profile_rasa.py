@@ -1,0 +1,124 @@
+#!/usr/bin/env python3
+"""Where a turn's milliseconds go inside Rasa, under closed-loop load.
+
+Starts the demo stack (a pipeline of your choice), drives it with ci/bench_e2e.py, and
+samples every Rasa worker with py-spy meanwhile. Each sample is attributed to one part
+of the turn by the frames on its stack, then the shares are printed as JSON:
+
+    python ci/profile_rasa.py [--pipeline botfleet] [--concurrency 16] [--seconds 20]
+
+Parts, first match wins (so featurisation inside a policy counts as featurisation):
+lock store, event broker, tracker load, tracker save, dialogue featurisation, policies,
+each NLU component, custom actions (HTTP to the action server), Rasa's graph engine,
+Sanic/HTTP, other. `--raw FILE` keeps py-spy's collapsed stacks for a flame graph.
+Needs py-spy (`pip install py-spy`) and ptrace rights (root, or CAP_SYS_PTRACE).
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+VENVS = ROOT / ".venvs"
+
+# (part, substrings of a frame "function (file:line)"); checked in this order.
+PARTS: list[tuple[str, tuple[str, ...]]] = [
+    ("lock store", ("lock_store.py",)),
+    ("event broker", ("event_broker.py", "/pika/", "brokers/")),
+    ("tracker load", ("retrieve (", "retrieve_full_tracker", "fetch_tracker_and_update_session", "deserialise_tracker", "get_tracker (")),
+    ("tracker save", ("save_tracker", "tracker_store.py", "/archive.py")),
+    ("dialogue featurisation", ("past_states", "states_for_tracker_history", "featurizers/", "_prediction_states", "applied_events", "generate_all_prior_trackers")),
+    ("policies", ("core/policies/", "botfleet_rasa/policies/", "policy_ensemble")),
+    ("nlu: preprocessor (normalise, PII, language)", ("components/preprocessor.py", "/lingua/", "botfleet_common/pii", "botfleet_common/textnorm", "emoji")),
+    ("nlu: remote intent classifier (HTTP to model serving)", ("remote_intent.py",)),
+    ("nlu: tokenizer and featurizers", ("nlu/tokenizers/", "nlu/featurizers/", "sklearn/feature_extraction")),
+    ("nlu: logistic regression fallback", ("logistic_regression_classifier",)),
+    ("nlu: CRF entity extractor", ("crf_entity_extractor", "crfsuite")),
+    ("nlu: other components", ("rasa/nlu/", "botfleet_rasa/components/")),
+    ("custom actions (HTTP to the action server)", ("actions/action.py", "utils/endpoints.py")),
+    ("rasa graph engine", ("rasa/engine/", "/dask/")),
+    ("http server (sanic, json)", ("/sanic/", "/ujson", "rasa/server.py", "channels/rest.py", "channels/channel.py")),
+]
+
+
+def part_of(stack: str) -> str:
+    for part, needles in PARTS:
+        if any(needle in stack for needle in needles):
+            return part
+    return "other"
+
+
+def summarise(raw: str) -> dict[str, Any]:
+    """py-spy's collapsed stacks ("frame;frame;... count") as shares per part."""
+    samples: collections.Counter[str] = collections.Counter()
+    total = 0
+    for line in raw.splitlines():
+        stack, _, count = line.rpartition(" ")
+        if not stack or not count.isdigit():
+            continue
+        samples[part_of(stack)] += int(count)
+        total += int(count)
+    return {
+        "samples": total,
+        "share": {part: round(n / total, 3) for part, n in samples.most_common()} if total else {},
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--pipeline", default="botfleet", choices=["botfleet", "diet", "stock"])
+    parser.add_argument("--workers", default="2")
+    parser.add_argument("--concurrency", default="16")
+    parser.add_argument("--seconds", type=int, default=20)
+    parser.add_argument("--raw", help="keep py-spy's collapsed stacks here")
+    args = parser.parse_args(argv)
+    py_spy = shutil.which("py-spy")
+    if py_spy is None:
+        print("py-spy is not installed (pip install py-spy)", file=sys.stderr)
+        return 2
+    run = ROOT / ".run/profile"
+    env = {
+        **os.environ,
+        "BOTFLEET_PIPELINE": args.pipeline, "SANIC_WORKERS": args.workers,
+        "BOTFLEET_EMBEDDED": "1" if args.pipeline == "stock" else "",
+        "BOTFLEET_STACK_DIR": str(run), "RASA_PORT": "18105", "ACTIONS_PORT": "18155", "NLU_PORT": "18400",
+        "BOTFLEET_REDIS_KEY_PREFIX": "botfleetprofile", "BOTFLEET_EVENTS_QUEUE": "botfleet_profile_events",
+        "BOTFLEET_DATABASE_URL": "postgresql://postgres@127.0.0.1:5432/botfleet_bench",
+    }
+    stack = [str(VENVS / "dev/bin/python"), str(ROOT / "ci/stack.py")]
+    subprocess.run([*stack, "up"], env=env, check=True, stdout=subprocess.DEVNULL)
+    try:
+        rasa_pid = json.loads((run / "pids.json").read_text())["rasa"]
+        load = subprocess.Popen(
+            [str(VENVS / "dev/bin/python"), str(ROOT / "ci/bench_e2e.py"), "--url", "http://127.0.0.1:18105",
+             "--seconds", str(args.seconds + 4), "--warmup", "3", "--concurrency", args.concurrency],
+            stdout=subprocess.PIPE, text=True,
+        )
+        time.sleep(4)  # past the warm-up
+        with tempfile.TemporaryDirectory() as scratch:
+            raw_path = args.raw or f"{scratch}/rasa.txt"
+            subprocess.run(
+                [py_spy, "record", "--pid", str(rasa_pid), "--subprocesses", "--format", "raw",
+                 "--rate", "200", "--duration", str(args.seconds), "--nonblocking", "--output", raw_path],
+                check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            )
+            profile = summarise(Path(raw_path).read_text())
+        load_result = json.loads(load.communicate()[0])
+    finally:
+        subprocess.run([*stack, "down"], env=env, check=False, stdout=subprocess.DEVNULL)
+    print(json.dumps({"pipeline": args.pipeline, "workers": args.workers, "load": load_result, "rasa_cpu": profile}, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
