@@ -7,7 +7,7 @@ conversation after another, sending its next message only once the bot answered 
 previous one. Prints JSON per concurrency level: msgs/s, latency p50/p95/p99, errors,
 and the share of replies that were the expected ones.
 
-    python ci/bench_e2e.py --url http://127.0.0.1:5005 --concurrency 1 16 64 --seconds 20
+    python ci/bench_e2e.py --url http://127.0.0.1:5005 [http://127.0.0.1:5006 ...] --concurrency 1 16 64 --seconds 20
 """
 
 from __future__ import annotations
@@ -63,19 +63,21 @@ async def user(session: aiohttp.ClientSession, url: str, deadline: float, offset
                 stats["expected"] += 1  # type: ignore[operator]
 
 
-async def level(url: str, concurrency: int, seconds: float, warmup: float) -> dict[str, object]:
-    webhook = url.rstrip("/") + "/webhooks/rest/webhook"
+async def level(urls: list[str], concurrency: int, seconds: float, warmup: float) -> dict[str, object]:
+    # Several URLs are replicas of one bot: each conversation sticks to one of them, the
+    # way a Kubernetes Service spreads client connections over pods.
+    webhooks = [url.rstrip("/") + "/webhooks/rest/webhook" for url in urls]
     timeout = aiohttp.ClientTimeout(total=30)
     connector = aiohttp.TCPConnector(limit=concurrency + 4)
     async with aiohttp.ClientSession(timeout=timeout, connector=connector) as session:
         if warmup:
             scratch: dict[str, list[float] | int] = {"latencies": [], "errors": 0, "expected": 0}
             end = time.perf_counter() + warmup
-            await asyncio.gather(*(user(session, webhook, end, i, scratch) for i in range(concurrency)))
+            await asyncio.gather(*(user(session, webhooks[i % len(webhooks)], end, i, scratch) for i in range(concurrency)))
         stats: dict[str, list[float] | int] = {"latencies": [], "errors": 0, "expected": 0}
         started = time.perf_counter()
         deadline = started + seconds
-        await asyncio.gather(*(user(session, webhook, deadline, i, stats) for i in range(concurrency)))
+        await asyncio.gather(*(user(session, webhooks[i % len(webhooks)], deadline, i, stats) for i in range(concurrency)))
         elapsed = time.perf_counter() - started
     latencies: list[float] = stats["latencies"]  # type: ignore[assignment]
     return {
@@ -90,13 +92,13 @@ async def level(url: str, concurrency: int, seconds: float, warmup: float) -> di
     }
 
 
-async def run(url: str, levels: list[int], seconds: float, warmup: float) -> list[dict[str, object]]:
-    return [await level(url, concurrency, seconds, warmup) for concurrency in levels]
+async def run(urls: list[str], levels: list[int], seconds: float, warmup: float) -> list[dict[str, object]]:
+    return [await level(urls, concurrency, seconds, warmup) for concurrency in levels]
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--url", default="http://127.0.0.1:5005")
+    parser.add_argument("--url", nargs="+", default=["http://127.0.0.1:5005"], help="the bot, or several replicas of it")
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 16, 64])
     parser.add_argument("--seconds", type=float, default=20.0)
     parser.add_argument("--warmup", type=float, default=3.0)

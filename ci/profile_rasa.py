@@ -40,18 +40,27 @@ PARTS: list[tuple[str, tuple[str, ...]]] = [
     ("dialogue featurisation", ("past_states", "states_for_tracker_history", "featurizers/", "_prediction_states", "applied_events", "generate_all_prior_trackers")),
     ("policies", ("core/policies/", "botfleet_rasa/policies/", "policy_ensemble")),
     ("nlu: preprocessor (normalise, PII, language)", ("components/preprocessor.py", "/lingua/", "botfleet_common/pii", "botfleet_common/textnorm", "emoji")),
-    ("nlu: remote intent classifier (HTTP to model serving)", ("remote_intent.py",)),
+    ("nlu: remote intent classifier (blocking HTTP to model serving)", ("remote_intent.py",)),
     ("nlu: tokenizer and featurizers", ("nlu/tokenizers/", "nlu/featurizers/", "sklearn/feature_extraction")),
     ("nlu: logistic regression fallback", ("logistic_regression_classifier",)),
     ("nlu: CRF entity extractor", ("crf_entity_extractor", "crfsuite")),
     ("nlu: other components", ("rasa/nlu/", "botfleet_rasa/components/")),
-    ("custom actions (HTTP to the action server)", ("actions/action.py", "utils/endpoints.py")),
+    ("custom actions: validating the response (jsonschema)", ("_validate_action_result",)),
+    ("forms: slot validation", ("validate_slots",)),
+    ("actions (running them, HTTP to the action server)", ("core/actions/", "utils/endpoints.py")),
     ("rasa graph engine", ("rasa/engine/", "/dask/")),
     ("http server (sanic, json)", ("/sanic/", "/ujson", "rasa/server.py", "channels/rest.py", "channels/channel.py")),
 ]
 
 
+# Leaf frames of a process with nothing to do: Sanic's main process waiting for its
+# workers, a worker's event loop (uvloop, in C) waiting for the next request.
+IDLE_LEAVES = ("poll (multiprocessing/popen_fork.py", "serve (sanic/server/runners.py", "select (selectors.py")
+
+
 def part_of(stack: str) -> str:
+    if stack.rpartition(";")[2].startswith(IDLE_LEAVES):
+        return "idle"
     for part, needles in PARTS:
         if any(needle in stack for needle in needles):
             return part
@@ -59,19 +68,41 @@ def part_of(stack: str) -> str:
 
 
 def summarise(raw: str) -> dict[str, Any]:
-    """py-spy's collapsed stacks ("frame;frame;... count") as shares per part."""
+    """py-spy's collapsed stacks ("frame;frame;... count") as shares per part. py-spy
+    samples wall time here (a worker blocked on a socket counts), idle excluded."""
     samples: collections.Counter[str] = collections.Counter()
     total = 0
     for line in raw.splitlines():
         stack, _, count = line.rpartition(" ")
         if not stack or not count.isdigit():
             continue
-        samples[part_of(stack)] += int(count)
+        part = part_of(stack)
+        if part == "idle":
+            continue
+        samples[part] += int(count)
         total += int(count)
     return {
         "samples": total,
         "share": {part: round(n / total, 3) for part, n in samples.most_common()} if total else {},
     }
+
+
+def process_tree(pid: int) -> list[int]:
+    children = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True, check=False).stdout.split()
+    return [pid] + [p for child in children for p in process_tree(int(child))]
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of one process so far."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def cpu_by_service(services: dict[str, int]) -> dict[str, float]:
+    return {name: sum(cpu_seconds(p) for p in process_tree(pid)) for name, pid in services.items()}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -98,13 +129,20 @@ def main(argv: list[str] | None = None) -> int:
     stack = [str(VENVS / "dev/bin/python"), str(ROOT / "ci/stack.py")]
     subprocess.run([*stack, "up"], env=env, check=True, stdout=subprocess.DEVNULL)
     try:
-        rasa_pid = json.loads((run / "pids.json").read_text())["rasa"]
+        services = {name: int(pid) for name, pid in json.loads((run / "pids.json").read_text()).items()}
+        for shared in ("redis-server", "rabbitmq", "postgres"):
+            found = subprocess.run(["pgrep", "-o", "-f", shared], capture_output=True, text=True, check=False).stdout.split()
+            if found:
+                services[shared] = int(found[0])
+        rasa_pid = services["rasa"]
         load = subprocess.Popen(
             [str(VENVS / "dev/bin/python"), str(ROOT / "ci/bench_e2e.py"), "--url", "http://127.0.0.1:18105",
              "--seconds", str(args.seconds + 4), "--warmup", "3", "--concurrency", args.concurrency],
             stdout=subprocess.PIPE, text=True,
         )
         time.sleep(4)  # past the warm-up
+        services["load generator"] = load.pid
+        cpu_before, wall_before = cpu_by_service(services), time.monotonic()
         with tempfile.TemporaryDirectory() as scratch:
             raw_path = args.raw or f"{scratch}/rasa.txt"
             subprocess.run(
@@ -113,10 +151,20 @@ def main(argv: list[str] | None = None) -> int:
                 check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
             )
             profile = summarise(Path(raw_path).read_text())
+        cpu_after, wall = cpu_by_service(services), time.monotonic() - wall_before
         load_result = json.loads(load.communicate()[0])
     finally:
         subprocess.run([*stack, "down"], env=env, check=False, stdout=subprocess.DEVNULL)
-    print(json.dumps({"pipeline": args.pipeline, "workers": args.workers, "load": load_result, "rasa_cpu": profile}, indent=2))
+    # CPU per message of each service (process trees; shared servers by their oldest
+    # process, so only roughly), over the sampled window.
+    messages = load_result[0]["msgs_per_s"] * wall
+    cpu_ms = {name: round(1000 * (cpu_after[name] - cpu_before[name]) / messages, 1) for name in services} if messages else {}
+    report = {
+        "pipeline": args.pipeline, "workers": args.workers, "load": load_result,
+        "cpu_ms_per_message": cpu_ms, "cpu_cores_busy": round(sum(cpu_after[n] - cpu_before[n] for n in services) / wall, 2),
+        "rasa_wall_time_share": profile,
+    }
+    print(json.dumps(report, indent=2))
     return 0
 
 

@@ -29,11 +29,12 @@ def test_summary_shares_add_up_and_skip_malformed_lines():
         f"{HANDLE};run (rasa/core/actions/action.py:700) 10",
         "garbage",
         "serve (sanic/server.py:10) 10",
+        "run (multiprocessing/process.py:108);serve (sanic/server/runners.py:155) 99",
     ])
     summary = profile_rasa.summarise(raw)
     assert summary["samples"] == 50
     assert summary["share"] == {
-        "nlu: remote intent classifier (HTTP to model serving)": 0.6,
-        "custom actions (HTTP to the action server)": 0.2,
+        "nlu: remote intent classifier (blocking HTTP to model serving)": 0.6,
+        "actions (running them, HTTP to the action server)": 0.2,
         "other": 0.2,
     }
