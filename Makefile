@@ -8,7 +8,7 @@ DEV := .venvs/dev/bin
 OPERATOR := .venvs/operator/bin
 NAMESPACE ?=
 
-.PHONY: help venvs train up down status test lint validate nlu-cv eval-nlu operator-run bench clean
+.PHONY: help venvs train up down status test lint validate nlu-cv eval-nlu operator-run bench profile clean
 
 help:
 	@echo "make up [PIPELINE=diet|botfleet]  start the demo bot on real or embedded stores"
@@ -20,6 +20,7 @@ help:
 	@echo "make eval-nlu TRAIN=f TEST=f PIPELINE=diet|botfleet [OOS=f] [MIN_ACCURACY=x]  NLU evaluation, JSON"
 	@echo "make operator-run [NAMESPACE=ns]  run the operator from this tree against the current kubeconfig"
 	@echo "make bench [BENCH='nlu e2e operator'] [BOTS='1 100 1000']  benchmarks, one JSON document"
+	@echo "make profile [PIPELINE=botfleet|diet|stock]  where Rasa's time goes under load (needs py-spy)"
 
 venvs:
 	@bash ci/venvs.sh
@@ -71,6 +72,11 @@ BOTS ?= 1 100 1000
 BENCH ?= nlu e2e operator
 bench: venvs
 	@$(DEV)/python ci/bench.py --only $(BENCH) --bots $(BOTS)
+
+# Where a turn's time goes inside Rasa under load (py-spy; PIPELINE=botfleet|diet|stock).
+profile: PIPELINE = botfleet
+profile: venvs
+	@$(DEV)/python ci/profile_rasa.py --pipeline $(PIPELINE)
 
 clean: down
 	rm -rf .run reports $(BOT)/models

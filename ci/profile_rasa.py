@@ -113,7 +113,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seconds", type=int, default=20)
     parser.add_argument("--raw", help="keep py-spy's collapsed stacks here")
     args = parser.parse_args(argv)
-    py_spy = shutil.which("py-spy")
+    py_spy = shutil.which("py-spy") or shutil.which("py-spy", path=str(Path.home() / ".local/bin"))  # pip install --user
     if py_spy is None:
         print("py-spy is not installed (pip install py-spy)", file=sys.stderr)
         return 2
