@@ -39,6 +39,32 @@ def run_processes(count: int, body) -> list[BaseException]:
     return errors
 
 
+def long_turn_then_next(store, conversation: str, lifetime: float, hold: float, **lock_options) -> list[str]:
+    """One turn holds the lock for `hold` seconds; another message of the same
+    conversation arrives just after. Returns what happened, in order."""
+    order: list[str] = []
+
+    async def scenario() -> None:
+        async def slow_turn() -> None:
+            async with store.lock(conversation, lock_lifetime=lifetime, **lock_options):
+                order.append("slow starts")
+                await asyncio.sleep(hold)
+                order.append("slow ends")
+
+        async def next_turn() -> None:
+            await asyncio.sleep(0.05)
+            try:
+                async with store.lock(conversation, lock_lifetime=lifetime, **lock_options):
+                    order.append("next runs")
+            except LockError:
+                order.append("next fails")
+
+        await asyncio.gather(slow_turn(), next_turn())
+
+    asyncio.run(scenario())
+    return order
+
+
 def test_messages_of_one_conversation_never_overlap_across_processes(redis_prefix):
     """A read-modify-write under the lock, from 4 processes at once, loses no update."""
     counter = f"{redis_prefix}:counter"
@@ -66,24 +92,7 @@ def test_messages_of_one_conversation_never_overlap_across_processes(redis_prefi
 
 def test_a_turn_longer_than_the_lock_lifetime_keeps_the_lock(redis_prefix):
     """Rasa's tickets expire `lifetime` after issue; a lease lives as long as its owner."""
-    store = redis_store(redis_prefix)
-    order: list[str] = []
-
-    async def scenario() -> None:
-        async def slow_turn() -> None:
-            async with store.lock("c1", lock_lifetime=0.4):
-                order.append("slow starts")
-                await asyncio.sleep(1.2)  # three lifetimes
-                order.append("slow ends")
-
-        async def next_turn() -> None:
-            await asyncio.sleep(0.05)
-            async with store.lock("c1", lock_lifetime=0.4):
-                order.append("next runs")
-
-        await asyncio.gather(slow_turn(), next_turn())
-
-    asyncio.run(scenario())
+    order = long_turn_then_next(redis_store(redis_prefix), "c1", lifetime=0.4, hold=1.2)  # three lifetimes
     assert order == ["slow starts", "slow ends", "next runs"]
 
 
@@ -145,23 +154,7 @@ def test_endpoints_yml_creates_the_redis_store(redis_prefix):
 def test_in_memory_store_keeps_a_long_turn_locked_and_is_created_from_endpoints():
     store = LockStore.create(EndpointConfig(type="botfleet_rasa.lock_store.LeasedInMemoryLockStore"))
     assert isinstance(store, LeasedInMemoryLockStore)
-    order: list[str] = []
-
-    async def scenario() -> None:
-        async def slow_turn() -> None:
-            async with store.lock("m1", lock_lifetime=0.3):
-                await asyncio.sleep(0.9)
-                order.append("slow")
-
-        async def next_turn() -> None:
-            await asyncio.sleep(0.05)
-            async with store.lock("m1", lock_lifetime=0.3):
-                order.append("next")
-
-        await asyncio.gather(slow_turn(), next_turn())
-
-    asyncio.run(scenario())
-    assert order == ["slow", "next"]
+    assert long_turn_then_next(store, "m1", lifetime=0.3, hold=0.9) == ["slow starts", "slow ends", "next runs"]
     assert store.get_lock("m1") is None
 
 
@@ -172,25 +165,6 @@ def test_rasa_own_redis_store_lets_the_next_turn_in_when_a_long_turn_outlives_it
     from rasa.core.lock_store import RedisLockStore
 
     store = RedisLockStore(host="127.0.0.1", port=6379, db=0, key_prefix=redis_prefix)
-    order: list[str] = []
-
-    async def scenario() -> None:
-        async def slow_turn() -> None:
-            async with store.lock("r1", lock_lifetime=0.4, wait_time_in_seconds=0.01):
-                order.append("slow starts")
-                await asyncio.sleep(1.2)
-                order.append("slow ends")
-
-        async def next_turn() -> None:
-            await asyncio.sleep(0.05)
-            try:
-                async with store.lock("r1", lock_lifetime=0.4, wait_time_in_seconds=0.01):
-                    order.append("next runs")
-            except LockError:
-                order.append("next fails")
-
-        await asyncio.gather(slow_turn(), next_turn())
-
-    asyncio.run(scenario())
+    order = long_turn_then_next(store, "r1", lifetime=0.4, hold=1.2, wait_time_in_seconds=0.01)
     assert order != ["slow starts", "slow ends", "next runs"]
     assert order.index("slow ends") > 1  # the next turn ran or failed while the slow one held the lock
