@@ -28,6 +28,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from bench import process_tree  # ci/bench.py, beside this script
+
 ROOT = Path(__file__).resolve().parent.parent
 VENVS = ROOT / ".venvs"
 
@@ -85,11 +87,6 @@ def summarise(raw: str) -> dict[str, Any]:
         "samples": total,
         "share": {part: round(n / total, 3) for part, n in samples.most_common()} if total else {},
     }
-
-
-def process_tree(pid: int) -> list[int]:
-    children = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True, check=False).stdout.split()
-    return [pid] + [p for child in children for p in process_tree(int(child))]
 
 
 def cpu_seconds(pid: int) -> float:

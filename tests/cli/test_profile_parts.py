@@ -1,9 +1,12 @@
 """ci/profile_rasa.py's attribution of py-spy samples to the parts of a turn."""
 
 import importlib.util
+import sys
 from pathlib import Path
 
-SPEC = importlib.util.spec_from_file_location("profile_rasa", Path(__file__).resolve().parents[2] / "ci/profile_rasa.py")
+CI = Path(__file__).resolve().parents[2] / "ci"
+sys.path.insert(0, str(CI))  # profile_rasa imports its sibling bench.py, as it does when run
+SPEC = importlib.util.spec_from_file_location("profile_rasa", CI / "profile_rasa.py")
 assert SPEC and SPEC.loader
 profile_rasa = importlib.util.module_from_spec(SPEC)
 SPEC.loader.exec_module(profile_rasa)

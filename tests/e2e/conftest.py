@@ -38,16 +38,18 @@ def stack(*args: str) -> None:
     subprocess.run([sys.executable, str(ROOT / "ci/stack.py"), *args], env={**os.environ, **ENV}, check=True)
 
 
-def reset_services() -> None:
+def reset_services(env: dict[str, str] = ENV, run: Path = RUN) -> None:
+    """Drops the stack's database, Redis keys, event queue and logs."""
+    database = env["BOTFLEET_DATABASE_URL"].rsplit("/", 1)[1]
     with psycopg.connect("postgresql://postgres@127.0.0.1:5432/postgres", autocommit=True) as connection:
-        connection.execute(f'DROP DATABASE IF EXISTS "{DATABASE}" WITH (FORCE)')
+        connection.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
     client = redis.Redis(host="127.0.0.1", port=6379)
-    for key in client.scan_iter(f"{ENV['BOTFLEET_REDIS_KEY_PREFIX']}:*"):
+    for key in client.scan_iter(f"{env['BOTFLEET_REDIS_KEY_PREFIX']}:*"):
         client.delete(key)
     connection = pika.BlockingConnection(pika.ConnectionParameters("127.0.0.1", 5672))
-    connection.channel().queue_delete(ENV["BOTFLEET_EVENTS_QUEUE"])
+    connection.channel().queue_delete(env["BOTFLEET_EVENTS_QUEUE"])
     connection.close()
-    for log in RUN.glob("*.log"):
+    for log in run.glob("*.log"):
         log.unlink()
 
 

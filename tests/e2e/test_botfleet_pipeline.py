@@ -9,11 +9,9 @@ import re
 import subprocess
 import sys
 
-import psycopg
 import pytest
-import redis
 import requests
-from conftest import ROOT
+from conftest import ROOT, reset_services
 
 RUN = ROOT / ".run/e2e-botfleet"
 DATABASE = "botfleet_e2e_pipeline"
@@ -37,11 +35,7 @@ def stack(*args):
 
 @pytest.fixture(scope="module")
 def pipeline_stack():
-    with psycopg.connect("postgresql://postgres@127.0.0.1:5432/postgres", autocommit=True) as connection:
-        connection.execute(f'DROP DATABASE IF EXISTS "{DATABASE}" WITH (FORCE)')
-    client = redis.Redis(host="127.0.0.1", port=6379)
-    for key in client.scan_iter(f"{ENV['BOTFLEET_REDIS_KEY_PREFIX']}:*"):
-        client.delete(key)
+    reset_services(ENV, RUN)
     started = stack("up")
     try:
         yield started

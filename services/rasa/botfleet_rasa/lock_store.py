@@ -62,6 +62,13 @@ def renew_ticket(lock: TicketLock, ticket_number: int, lifetime: float) -> bool:
     return False
 
 
+def poll_interval_setting(explicit: Any, options: dict[str, Any]) -> float:
+    """The constructor argument, else endpoints.yml's `poll_interval` (removed from
+    `options`, which go on to Rasa's store), else the default."""
+    configured = options.pop("poll_interval", None)
+    return float(explicit or configured or DEFAULT_POLL_INTERVAL)
+
+
 def holds_ticket(lock: Optional[TicketLock], ticket_number: int) -> bool:
     return lock is not None and any(t.number == ticket_number for t in lock.tickets)
 
@@ -142,7 +149,7 @@ class LeasedInMemoryLockStore(TicketLeaseMixin, InMemoryLockStore):
     def __init__(self, endpoint_config: Optional[EndpointConfig] = None, poll_interval: Any = None) -> None:
         super().__init__()
         options = dict(endpoint_config.kwargs) if endpoint_config else {}
-        self.poll_interval = float(poll_interval or options.get("poll_interval") or DEFAULT_POLL_INTERVAL)
+        self.poll_interval = poll_interval_setting(poll_interval, options)
 
     def renew(self, conversation_id: str, ticket_number: int, lifetime: float) -> bool:
         lock = self.get_lock(conversation_id)
@@ -165,12 +172,11 @@ class LeasedRedisLockStore(TicketLeaseMixin, RedisLockStore):
             if endpoint_config.url:
                 options["host"] = endpoint_config.url
         options.update(kwargs)
-        poll_interval = poll_interval or options.pop("poll_interval", None)
-        options.pop("url", None)
+        interval = poll_interval_setting(poll_interval, options)
         if not options.get("password"):
             options.pop("password", None)  # an unset ${REDIS_PASSWORD} expands to ""
         super().__init__(**options)
-        self.poll_interval = float(poll_interval or DEFAULT_POLL_INTERVAL)
+        self.poll_interval = interval
 
     def _transact(
         self, conversation_id: str, change: Callable[[Optional[TicketLock]], Tuple[Optional[TicketLock], Result]]

@@ -23,8 +23,6 @@ from jsonschema.validators import validator_for
 from rasa.core.actions.action import RemoteAction
 from rasa.shared.constants import DOCS_BASE_URL
 
-_applied = False
-
 
 @functools.lru_cache(maxsize=1)
 def action_response_validator() -> Validator:
@@ -49,8 +47,4 @@ def validate_action_result(self: RemoteAction, result: Dict[str, Any]) -> bool:
 
 
 def apply() -> None:
-    global _applied
-    if _applied:
-        return
     RemoteAction._validate_action_result = validate_action_result  # type: ignore[method-assign]
-    _applied = True
