@@ -168,3 +168,10 @@ def test_rasa_own_redis_store_lets_the_next_turn_in_when_a_long_turn_outlives_it
     order = long_turn_then_next(store, "r1", lifetime=0.4, hold=1.2, wait_time_in_seconds=0.01)
     assert order != ["slow starts", "slow ends", "next runs"]
     assert order.index("slow ends") > 1  # the next turn ran or failed while the slow one held the lock
+
+
+@pytest.mark.parametrize("bad", ["soon", "-1", "0", 0])
+def test_a_bad_poll_interval_is_refused_naming_the_setting(bad):
+    config = EndpointConfig(type="botfleet_rasa.lock_store.LeasedInMemoryLockStore", poll_interval=bad)
+    with pytest.raises(ValueError, match="lock_store.poll_interval must be a positive number of seconds"):
+        LockStore.create(config)

@@ -66,7 +66,16 @@ def poll_interval_setting(explicit: Any, options: dict[str, Any]) -> float:
     """The constructor argument, else endpoints.yml's `poll_interval` (removed from
     `options`, which go on to Rasa's store), else the default."""
     configured = options.pop("poll_interval", None)
-    return float(explicit or configured or DEFAULT_POLL_INTERVAL)
+    value = explicit if explicit is not None else configured
+    if value is None:
+        return DEFAULT_POLL_INTERVAL
+    try:
+        seconds = float(value)
+    except (TypeError, ValueError):
+        seconds = -1.0
+    if not seconds > 0:
+        raise ValueError(f"lock_store.poll_interval must be a positive number of seconds, got {value!r}")
+    return seconds
 
 
 def holds_ticket(lock: Optional[TicketLock], ticket_number: int) -> bool:
