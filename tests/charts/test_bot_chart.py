@@ -20,7 +20,7 @@ ALL_FEATURES = load_values(CHARTS["bot"] / "ci/all-features-values.yaml")
 # Keys only the chart has: set by the operator (or a Helm user), not part of a Bot's spec.
 CHART_ONLY = {"serviceMonitorCRDInstalled", "managedBy"}
 # Empty in the chart's defaults, so it lints and renders without values.
-EMPTY_ALLOWED = {"model.url", "model.version", "model.nluModelTag"}
+EMPTY_ALLOWED = {"model.url", "model.version", "model.nluModelTag", "model.nluModelUrl", "stores.tracker.keyPrefix"}
 COMPARED = ("type", "enum", "minimum", "maximum", "minLength", "maxLength", "minItems", "maxItems", "anyOf")
 
 

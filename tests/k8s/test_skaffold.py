@@ -195,6 +195,8 @@ def render(profile, name):
 
 ALL_PROFILES = [None, *PROFILES]
 PROFILE_IDS = ["no-profile", *PROFILES]
+# The shared values name no database, so `skaffold run` without a profile is refused at
+# render time, as any release without one is; every profile says where data goes.
 
 
 # --- the tests ------------------------------------------------------------------------
@@ -301,7 +303,7 @@ def test_every_built_image_is_deployed_through_a_template():
 
 
 @pytest.mark.parametrize("version", SUPPORTED_KUBERNETES)
-@pytest.mark.parametrize("profile", ALL_PROFILES, ids=PROFILE_IDS)
+@pytest.mark.parametrize("profile", PROFILES)
 def test_each_profile_renders_valid_objects(profile, version):
     for name in RELEASES:
         _, items = render(profile, name)
@@ -310,7 +312,7 @@ def test_each_profile_renders_valid_objects(profile, version):
         validate_objects(items, version)
 
 
-@pytest.mark.parametrize("profile", ALL_PROFILES, ids=PROFILE_IDS)
+@pytest.mark.parametrize("profile", PROFILES)
 def test_the_built_images_reach_the_pods(profile):
     variables = example_images()
     _, operator = render(profile, "botfleet")
@@ -325,12 +327,17 @@ def test_the_built_images_reach_the_pods(profile):
     }
 
 
-@pytest.mark.parametrize("profile", ALL_PROFILES, ids=PROFILE_IDS)
+@pytest.mark.parametrize("profile", PROFILES)
 def test_the_demo_bots_values_are_a_bot_the_api_server_admits(profile):
     """So the skaffold path runs a bot the operator path could run too."""
     values, _ = render(profile, "demo-bot")
     spec = {k: v for k, v in values.items() if k not in CHART_ONLY}
     assert validate_bot({"apiVersion": "botfleet.io/v1alpha1", "kind": "Bot", "metadata": {"name": "demo-bot"}, "spec": spec}) == []
+
+
+def test_without_a_profile_the_demo_bot_is_refused_for_want_of_a_database():
+    with pytest.raises(helm_python.errors.HelmRenderError, match="stores.analytics"):
+        render(None, "demo-bot")
 
 
 def test_shared_demo_bot_values_are_the_examples():
@@ -340,7 +347,7 @@ def test_shared_demo_bot_values_are_the_examples():
     assert shared["actionServer"]["env"] == example["actionServer"]["env"]
 
 
-@pytest.mark.parametrize("profile", ALL_PROFILES, ids=PROFILE_IDS)
+@pytest.mark.parametrize("profile", PROFILES)
 def test_port_forwards_reach_rendered_services(profile):
     services = {}
     for name in RELEASES:
@@ -381,7 +388,10 @@ def test_dev_profile_runs_on_a_bare_cluster():
     assert values["stores"]["tracker"]["type"] == values["stores"]["lockStore"]["type"] == "memory"
     assert values["stores"]["eventBroker"]["type"] == "none"
     env = [e for d in of_kind(items, "Deployment") for c in d["spec"]["template"]["spec"]["containers"] for e in c.get("env", [])]
-    assert not [e for e in env if "secretKeyRef" in e.get("valueFrom", {})], "dev must not need any Secret"
+    # The only Secret is the API token, which the chart itself generates.
+    needed = {e["valueFrom"]["secretKeyRef"]["name"] for e in env if "secretKeyRef" in e.get("valueFrom", {})}
+    assert needed == {"demo-bot-api-token"}, "dev must not need any Secret it does not bring"
+    assert [s["metadata"]["name"] for s in of_kind(items, "Secret")] == ["demo-bot-api-token"]
     assert not of_kind(items, "Ingress") and not of_kind(items, "ServiceMonitor")
     assert all(d["spec"]["replicas"] == 1 for d in of_kind(items, "Deployment"))
 

@@ -122,3 +122,49 @@ vault.hashicorp.com/agent-inject-template-{{ .name }}: |
 resources: {{- toYaml . | nindent 2 }}
 {{- end }}
 {{- end -}}
+
+{{/* The Redis key prefix of this bot's trackers and locks. Rasa accepts only
+     letters and digits, so the default is the bot's name without its dashes plus a
+     hash of namespace/name: bots on one Redis never share a conversation, and two
+     names that differ only in their dashes (or namespaces) still differ. */}}
+{{- define "bot.keyPrefix" -}}
+{{- if .Values.stores.tracker.keyPrefix -}}
+{{ .Values.stores.tracker.keyPrefix }}
+{{- else -}}
+{{ regexReplaceAll "[^a-z0-9]" (include "bot.name" .) "" }}{{ printf "%s/%s" .Release.Namespace (include "bot.name" .) | sha256sum | trunc 8 }}
+{{- end -}}
+{{- end -}}
+
+{{/* The event broker's queue (RabbitMQ) or topic (Kafka): this bot's own by default. */}}
+{{- define "bot.eventQueue" -}}
+{{ .Values.stores.eventBroker.queue | default (printf "botfleet.%s.%s.events" .Release.Namespace (include "bot.name" .)) }}
+{{- end -}}
+
+{{/* The Secret holding the token of Rasa's HTTP API: the Bot's own, or the one this
+     chart generates (Helm) or the operator creates (Bots) when the spec names none. */}}
+{{- define "bot.apiToken" -}}
+{{- with .Values.secrets.apiTokenFrom -}}
+name: {{ .name }}
+key: {{ .key }}
+{{- else -}}
+name: {{ include "bot.name" . }}-api-token
+key: token
+{{- end -}}
+{{- end -}}
+
+{{/* Where the archive and the action server's business data go: the analytics
+     database, or (only when the spec says ephemeral: true) SQLite on the pod's
+     emptyDir. A real release with neither is refused: data must never vanish on a
+     restart by default. */}}
+{{- define "bot.databaseEnv" -}}
+{{- $analytics := .root.Values.stores.analytics -}}
+{{- with $analytics.databaseUrlFrom }}
+- name: BOTFLEET_DATABASE_URL
+  valueFrom: {secretKeyRef: {name: {{ .name }}, key: {{ .key }}}}
+{{- else }}
+{{- if and (not $analytics.ephemeral) .root.Values.model.url }}
+{{- fail "stores.analytics: set databaseUrlFrom (a Secret with the PostgreSQL URL) or ephemeral: true (data on an emptyDir, lost on every restart)" }}
+{{- end }}
+- {name: BOTFLEET_DATABASE_URL, value: "sqlite:////tmp/{{ .file }}"}
+{{- end }}
+{{- end -}}
