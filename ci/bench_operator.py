@@ -31,7 +31,7 @@ import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests/operator"))
-from kmock_support import register_resources  # noqa: E402
+from kmock_support import ApplyingEmulator, register_resources  # noqa: E402
 
 
 def free_port() -> int:
@@ -89,7 +89,8 @@ class RequestLogDrain:
 
 async def run(count: int) -> dict[str, object]:
     template = yaml.safe_load((ROOT / "k8s/examples/minimal-bot.yaml").read_text())
-    async with kmock.KubernetesEmulator() as emulator, kmock.Server(emulator):
+    # kmock's emulator plus server-side apply, which the operator writes children with.
+    async with ApplyingEmulator() as emulator, kmock.Server(emulator):
         register_resources(emulator)
         metrics_port = free_port()
         env = {**os.environ, "BOTFLEET_KUBE_API": str(emulator.url), "BOTFLEET_METRICS_PORT": str(metrics_port)}

@@ -43,7 +43,7 @@ KUSTOMIZE_MANAGED_BY = "app.kubernetes.io/managed-by: kustomize"
 KIND_ORDER = [
     "Namespace", "ServiceAccount", "Secret", "ConfigMap", "CustomResourceDefinition",
     "ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding", "Service", "Deployment",
-    "PodDisruptionBudget", "ServiceMonitor", "PrometheusRule",
+    "PodDisruptionBudget", "ServiceMonitor", "PrometheusRule", "ClusterKopfPeering", "KopfPeering",
 ]
 
 # The operator's namespace, labelled for the restricted Pod Security Standard, which its
@@ -90,9 +90,12 @@ TARGETS = [
     ),
     Target(
         path="k8s/overlays/prod/botfleet-operator-rbac.yaml",
-        purpose=f"RBAC for watching only {', '.join(PROD_WATCHED_NAMESPACES)} (replaces the base's cluster-wide ClusterRole)",
+        purpose=(
+            f"RBAC and kopf peering for watching only {', '.join(PROD_WATCHED_NAMESPACES)} "
+            "(replace the base's cluster-wide ClusterRole and ClusterKopfPeering)"
+        ),
         values={"watch": {"mode": "namespaces", "namespaces": PROD_WATCHED_NAMESPACES}},
-        templates=frozenset({"rbac.yaml"}),
+        templates=frozenset({"rbac.yaml", "peering.yaml"}),
     ),
 ]
 

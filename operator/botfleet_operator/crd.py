@@ -122,6 +122,8 @@ def _structural_errors(schema: dict[str, Any], value: Any, path: str) -> Iterato
             yield from _structural_errors(schema.get("items", {}), item, f"{path}[{index}]")
     if isinstance(value, dict):
         properties = schema.get("properties", {})
+        if "minProperties" in schema and len(value) < schema["minProperties"]:
+            yield f"{path}: must have at least {schema['minProperties']} properties"
         for name in schema.get("required", []):
             if name not in value:
                 yield f"{path}.{name}: Required value"
@@ -179,13 +181,22 @@ def _cel_errors(schema: dict[str, Any], value: Any, path: str) -> Iterator[str]:
             yield from _cel_errors(schema["items"], item, f"{path}[{index}]")
 
 
+def _name_errors(schema: dict[str, Any], bot: dict[str, Any]) -> Iterator[str]:
+    """metadata.name against the schema's restrictions on it, when it has any (a
+    structural schema may restrict name; nothing else of metadata)."""
+    name_schema = ((schema.get("properties") or {}).get("metadata") or {}).get("properties", {}).get("name")
+    name = (bot.get("metadata") or {}).get("name")
+    if name_schema and name is not None:
+        yield from _structural_errors(name_schema, name, "metadata.name")
+
+
 def validate_bot(bot: dict[str, Any]) -> list[str]:
     """Admission errors for a Bot (after defaulting), empty when it is accepted."""
     schema = bot_schema()
     defaulted = apply_defaults(schema, bot)
     # Only the spec: status belongs to the status subresource, which admission of the
     # object itself ignores (and controllers such as kopf may add their own fields).
-    errors = []
+    errors = list(_name_errors(schema, bot))
     if "spec" in defaulted:
         errors += list(_structural_errors(schema["properties"]["spec"], defaulted["spec"], "spec"))
     if not errors and "spec" in defaulted:

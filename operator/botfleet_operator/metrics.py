@@ -13,7 +13,17 @@ RECONCILE_DURATION = Histogram(
     "Time to reconcile one Bot.",
     buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0),
 )
-CHILD_WRITES = Counter("botfleet_operator_child_writes_total", "Children created or updated.", ["kind", "action"])
+CHILD_WRITES = Counter(
+    "botfleet_operator_child_writes_total",
+    "Writes to children (server-side applies and deletions), by why: created, updated, restored, pruned.",
+    ["kind", "action"],
+)
+DRY_RUNS = Counter(
+    "botfleet_operator_child_dry_runs_total",
+    "Dry-run applies of children, by result: in_sync (no write followed) or drift.",
+    ["kind", "result"],
+)
+RESYNCS = Counter("botfleet_operator_resyncs_total", "Periodic full reconciles of Bots, by result.", ["result"])
 BOTS = Gauge("botfleet_operator_bots", "Bots by phase.", ["phase"])
 
 # Per-Bot state for alerts and dashboards. The scrape target's own `namespace` label

@@ -19,7 +19,9 @@ ROOT = Path(__file__).resolve().parents[2]
 CHARTS = {"bot": ROOT / "charts/bot", "botfleet": ROOT / "charts/botfleet"}
 # The oldest and newest Kubernetes versions botfleet supports.
 SUPPORTED_KUBERNETES = ("1.30.0", "1.37.0")
-CUSTOM_KINDS = {"ServiceMonitor", "PrometheusRule"}
+CUSTOM_KINDS = {"ServiceMonitor", "PrometheusRule", "ClusterKopfPeering", "KopfPeering"}
+# kopf's peering kinds (charts/botfleet/crds): the objects carry only metadata and status.
+KOPF_PEERING_KINDS = {"ClusterKopfPeering": "Cluster", "KopfPeering": "Namespaced"}
 RELEASE = {"bot": ("concierge", "bots"), "botfleet": ("botfleet", "botfleet-system")}
 
 DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
@@ -140,6 +142,20 @@ def check_prometheus_rule(rule: dict[str, Any]) -> None:
                 assert DURATION.match(item["for"]), item["for"]
             check_string_map(item.get("labels", {}), f"{item.get('alert') or item.get('record')}.labels")
             check_string_map(item.get("annotations", {}), f"{item.get('alert')}.annotations")
+
+
+def check_kopf_peering(peering: dict[str, Any]) -> None:
+    """A kopf.dev/v1 (Cluster)KopfPeering against its CRD (k8s/crds): its scope, and
+    nothing beyond metadata and the status kopf keeps its peers in."""
+    crd_file = ROOT / "k8s/crds" / f"{peering['kind'].lower()}s.kopf.dev.yaml"
+    crd = yaml.safe_load(crd_file.read_text())
+    assert peering["apiVersion"] == f"{crd['spec']['group']}/v1" and crd["spec"]["names"]["kind"] == peering["kind"]
+    allowed = {"apiVersion", "kind", "metadata"} | set(crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"])
+    assert set(peering) <= allowed, set(peering) - allowed
+    metadata = peering["metadata"]
+    assert DNS_SUBDOMAIN.match(metadata["name"]), metadata["name"]
+    assert ("namespace" in metadata) == (crd["spec"]["scope"] == "Namespaced") == (KOPF_PEERING_KINDS[peering["kind"]] == "Namespaced")
+    check_string_map(metadata.get("labels", {}), "metadata.labels")
 
 
 def check_names(items: list[dict[str, Any]]) -> None:

@@ -29,16 +29,19 @@ OPERATOR_RULES = [
     ("botfleet.io", ["bots/status"], ["get", "patch", "update"]),
     ("", ["events"], ["create", "patch"]),
     ("events.k8s.io", ["events"], ["create", "patch"]),
-    ("", ["secrets"], ["get"]),
+    ("", ["secrets"], ["get", "create"]),
     ("", ["configmaps", "services"], ["get", "list", "watch", "create", "patch", "delete"]),
     ("apps", ["deployments"], ["get", "list", "watch", "create", "patch", "delete"]),
     ("networking.k8s.io", ["ingresses", "networkpolicies"], ["get", "list", "watch", "create", "patch", "delete"]),
     ("autoscaling", ["horizontalpodautoscalers"], ["get", "list", "watch", "create", "patch", "delete"]),
     ("policy", ["poddisruptionbudgets"], ["get", "list", "watch", "create", "patch", "delete"]),
-    ("monitoring.coreos.com", ["servicemonitors"], ["get", "create", "patch", "delete"]),
+    ("monitoring.coreos.com", ["servicemonitors"], ["get", "list", "watch", "create", "patch", "delete"]),
     ("apiextensions.k8s.io", ["customresourcedefinitions"], ["get", "list", "watch"]),
     ("", ["namespaces"], ["list", "watch"]),
 ]
+# kopf's peering: cluster-wide in "all" mode, in each watched namespace otherwise.
+CLUSTER_PEERING_RULE = ("kopf.dev", ["clusterkopfpeerings"], ["get", "list", "watch", "patch"])
+NAMESPACED_PEERING_RULE = ("kopf.dev", ["kopfpeerings"], ["get", "list", "watch", "patch"])
 NAMESPACED = {"watch": {"mode": "namespaces", "namespaces": ["bots", "bots-staging"]}}
 EVERYTHING = {"metrics": {"serviceMonitor": {"enabled": True}}, "prometheusRule": {"enabled": True}, "dashboards": {"enabled": True}}
 # Resources in namespaces the operator watches: never granted cluster-wide in namespaces mode.
@@ -46,7 +49,7 @@ NAMESPACED_RESOURCES = {
     ("botfleet.io", "bots"), ("botfleet.io", "bots/status"), ("", "secrets"), ("", "configmaps"), ("", "services"),
     ("", "events"), ("events.k8s.io", "events"), ("apps", "deployments"), ("networking.k8s.io", "ingresses"),
     ("networking.k8s.io", "networkpolicies"), ("autoscaling", "horizontalpodautoscalers"),
-    ("policy", "poddisruptionbudgets"), ("monitoring.coreos.com", "servicemonitors"),
+    ("policy", "poddisruptionbudgets"), ("monitoring.coreos.com", "servicemonitors"), ("kopf.dev", "kopfpeerings"),
 }
 
 
@@ -54,8 +57,9 @@ def grants(rules):
     return {(group, resource, verb) for rule in rules for group in rule["apiGroups"] for resource in rule["resources"] for verb in rule["verbs"]}
 
 
-def reference_grants():
-    return grants([{"apiGroups": [group], "resources": resources, "verbs": verbs} for group, resources, verbs in OPERATOR_RULES])
+def reference_grants(peering=CLUSTER_PEERING_RULE):
+    rules = OPERATOR_RULES + ([peering] if peering else [])
+    return grants([{"apiGroups": [group], "resources": resources, "verbs": verbs} for group, resources, verbs in rules])
 
 
 def one(items, kind):
@@ -71,20 +75,37 @@ def container(items):
 # --- the CRD: one source, loaded through the symlink ---------------------------------
 
 
-def test_the_chart_holds_no_copy_of_the_crd():
-    link = CHART / "crds/bots.botfleet.io.yaml"
+CRD_FILES = ["bots.botfleet.io.yaml", "clusterkopfpeerings.kopf.dev.yaml", "kopfpeerings.kopf.dev.yaml"]
+
+
+@pytest.mark.parametrize("name", CRD_FILES)
+def test_the_chart_holds_no_copy_of_a_crd(name):
+    link = CHART / "crds" / name
     assert link.is_symlink()
-    assert os.readlink(link) == "../../../k8s/crds/bots.botfleet.io.yaml"  # relative: works in any checkout
-    assert link.resolve() == CRD.resolve()
+    assert os.readlink(link) == f"../../../k8s/crds/{name}"  # relative: works in any checkout
+    assert link.resolve() == (ROOT / "k8s/crds" / name).resolve()
 
 
-def test_helm_installs_the_crd_byte_identical_to_k8s_crds(tmp_path):
+def test_helm_installs_the_crds_byte_identical_to_k8s_crds(tmp_path):
+    expected = [(f"crds/{name}", (ROOT / "k8s/crds" / name).read_text()) for name in CRD_FILES]
     with helm_python.Chart.load(str(CHART)) as chart:
-        assert [(c["name"], c["data"]) for c in chart.crds] == [("crds/bots.botfleet.io.yaml", CRD.read_text())]
-        # `helm package` follows the link too: the archive carries the content.
+        assert sorted((c["name"], c["data"]) for c in chart.crds) == expected
+        # `helm package` follows the links too: the archive carries the content.
         archive = chart.save(str(tmp_path))
     with helm_python.Chart.load(archive) as packaged:
-        assert [c["data"] for c in packaged.crds] == [CRD.read_text()]
+        assert sorted(c["data"] for c in packaged.crds) == sorted(data for _, data in expected)
+
+
+def test_kopfs_peering_crds_are_kopfs_own():
+    for name, scope, kind in [("clusterkopfpeerings", "Cluster", "ClusterKopfPeering"), ("kopfpeerings", "Namespaced", "KopfPeering")]:
+        crd = yaml.safe_load((ROOT / f"k8s/crds/{name}.kopf.dev.yaml").read_text())
+        assert crd["metadata"]["name"] == f"{name}.kopf.dev" and crd["spec"]["group"] == "kopf.dev"
+        assert crd["spec"]["scope"] == scope and crd["spec"]["names"]["kind"] == kind
+        (version,) = crd["spec"]["versions"]
+        assert version["name"] == "v1" and version["served"] and version["storage"]
+        # kopf writes its peers into status with a plain merge patch: no subresource.
+        assert "subresources" not in version
+        assert version["schema"]["openAPIV3Schema"]["properties"]["status"]["x-kubernetes-preserve-unknown-fields"] is True
 
 
 # --- RBAC follows the watch mode ------------------------------------------------------
@@ -103,13 +124,26 @@ def test_all_mode_grants_exactly_the_reference_rbac_cluster_wide():
 
 def test_rbac_covers_every_kind_the_operator_touches():
     granted = grants(one(objects("botfleet"), "ClusterRole")["rules"])
-    for kind, (prefix, plural, _) in RESOURCES.items():
-        group = "" if prefix == "/api/v1" else prefix.split("/")[2]
-        assert (group, plural, "get") in granted, kind
+    for kind, resource in RESOURCES.items():
+        if kind == "KopfPeering":  # namespaces mode only (below)
+            continue
+        assert (resource.group, resource.plural, "get") in granted, kind
     for group, _, plural in CHILD_RESOURCES:
-        assert {(group, plural, verb) for verb in ("list", "watch", "create", "patch")} <= granted, plural
-    assert {g for g in granted if g[1] == "secrets"} == {("", "secrets", "get")}  # existence checks only
+        # Watched, listed and deleted (pruning), patched (server-side apply and its dry runs).
+        assert {(group, plural, verb) for verb in ("get", "list", "watch", "create", "patch", "delete")} <= granted, plural
+    # Existence checks, and the API token Secret created once; never read by listing.
+    assert {g for g in granted if g[1] == "secrets"} == {("", "secrets", "get"), ("", "secrets", "create")}
     assert {("botfleet.io", "bots", "patch"), ("botfleet.io", "bots/status", "patch"), ("", "events", "create")} <= granted
+    assert {("kopf.dev", "clusterkopfpeerings", verb) for verb in ("get", "list", "watch", "patch")} <= granted
+    namespaced = grants(of_kind(objects("botfleet", NAMESPACED), "Role")[0]["rules"])
+    assert {("kopf.dev", "kopfpeerings", verb) for verb in ("get", "list", "watch", "patch")} <= namespaced
+
+
+def test_no_peering_grants_without_peering():
+    standalone = {"operator": {"peering": False, "replicas": 1}}
+    for values in (standalone, {**NAMESPACED, **standalone}):
+        for role in of_kind(objects("botfleet", values), "ClusterRole") + of_kind(objects("botfleet", values), "Role"):
+            assert not [g for g in grants(role["rules"]) if g[0] == "kopf.dev"]
 
 
 @pytest.mark.parametrize("values", [NAMESPACED, load_values(CHART / "ci/all-features-values.yaml")], ids=["namespaces", "all-features"])
@@ -134,9 +168,9 @@ def test_namespaces_mode_grants_only_inside_the_watched_namespaces(values):
         ("", "namespaces", "watch"),
     }
     assert one(items, "ClusterRoleBinding")["roleRef"]["name"] == cluster_role["metadata"]["name"]
-    # Together they grant what the operator needs, no more.
+    # Together they grant what the operator needs, no more (peering in the namespaces).
     for role in roles:
-        assert grants(role["rules"]) | cluster_grants == reference_grants()
+        assert grants(role["rules"]) | cluster_grants == reference_grants(peering=NAMESPACED_PEERING_RULE)
 
 
 def test_no_rbac_when_disabled():
@@ -157,16 +191,58 @@ def test_the_operator_cli_accepts_the_args_and_watches_what_rbac_allows(values, 
     args = container(objects("botfleet", values))["args"]
     command = kopf_arguments(args)  # the operator's own parser: unknown args exit
     assert [a for a in command if a.startswith(("--all-namespaces", "--namespace"))] == scope
-    assert "--standalone" in command and "--log-format=json" in command
+    assert "--peering=botfleet-operator" in command and "--log-format=json" in command
+    # Each replica draws its own priority (kopf pauses every peer of a tied priority).
+    priorities = {next(a for a in kopf_arguments(args) if a.startswith("--priority=")) for _ in range(5)}
+    assert len(priorities) > 1
+
+
+def test_peering_elects_one_of_the_replicas_through_the_charts_peering_object():
+    for values, kind, namespaces in [({}, "ClusterKopfPeering", [None]), (NAMESPACED, "KopfPeering", ["bots", "bots-staging"])]:
+        items = objects("botfleet", values)
+        peerings = of_kind(items, kind)
+        assert [p["metadata"].get("namespace") for p in peerings] == namespaces
+        name = one(items, "Deployment")["metadata"]["name"]
+        assert {p["metadata"]["name"] for p in peerings} == {name}
+        assert f"--peering={name}" in container(items)["args"]
+        # kopf's identity among the peers is the pod's name.
+        (pod_id,) = [e for e in container(items)["env"] if e["name"] == "POD_ID"]
+        assert pod_id["valueFrom"] == {"fieldRef": {"fieldPath": "metadata.name"}}
+
+
+def test_standalone_is_one_replica_recreated():
+    items = objects("botfleet", {"operator": {"peering": False, "replicas": 1}})
+    deployment = one(items, "Deployment")
+    assert deployment["spec"]["replicas"] == 1 and deployment["spec"]["strategy"] == {"type": "Recreate"}
+    assert "--standalone" in container(items)["args"]
+    assert not [o for o in items if o["kind"].endswith("KopfPeering")]
+    with pytest.raises(helm_python.HelmRenderError, match="operator.replicas above 1 needs operator.peering"):
+        render("botfleet", {"operator": {"peering": False}})
+
+
+def test_settings_reach_the_operator_and_extra_env_wins():
+    values = {"operator": {"resyncSeconds": 30, "retryBaseSeconds": 2, "peeringLifetimeSeconds": 90}, "bindAddress": {"metrics": "127.0.0.1", "health": "::"}}
+    operator = container(objects("botfleet", values))
+    env = {e["name"]: e.get("value") for e in operator["env"]}
+    assert (env["BOTFLEET_RESYNC_SECONDS"], env["BOTFLEET_RETRY_BASE_SECONDS"], env["BOTFLEET_PEERING_LIFETIME"]) == ("30", "2", "90")
+    assert env["BOTFLEET_METRICS_ADDRESS"] == "127.0.0.1"
+    assert "--liveness=http://[::]:8080/healthz" in operator["args"]
+    # A variable in extraEnv replaces the chart's own rather than duplicating it.
+    overridden = container(objects("botfleet", {"extraEnv": [{"name": "BOTFLEET_RESYNC_SECONDS", "value": "15"}]}))
+    assert [e for e in overridden["env"] if e["name"] == "BOTFLEET_RESYNC_SECONDS"] == [{"name": "BOTFLEET_RESYNC_SECONDS", "value": "15"}]
 
 
 @pytest.mark.parametrize("path", values_files("botfleet"), ids=lambda p: p.stem)
-def test_deployment_is_a_single_restricted_standalone_operator(path):
+def test_deployment_is_restricted_replicated_and_rolls_without_a_gap(path):
     values = load_values(path)
     items = objects("botfleet", values)
     deployment = one(items, "Deployment")
-    assert deployment["spec"]["replicas"] == 1 and deployment["spec"]["strategy"] == {"type": "Recreate"}
+    assert deployment["spec"]["replicas"] == values.get("operator", {}).get("replicas", 2) >= 2
+    assert deployment["spec"]["strategy"] == {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0}}
     pod = deployment["spec"]["template"]["spec"]
+    if not values.get("affinity"):  # the standby replica prefers another node
+        (term,) = pod["affinity"]["podAntiAffinity"]["preferredDuringSchedulingIgnoredDuringExecution"]
+        assert term["podAffinityTerm"]["labelSelector"]["matchLabels"].items() <= deployment["spec"]["template"]["metadata"]["labels"].items()
     assert pod["securityContext"]["runAsNonRoot"] is True
     assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
     operator = container(items)
@@ -176,10 +252,13 @@ def test_deployment_is_a_single_restricted_standalone_operator(path):
     assert operator["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "health"}
     assert operator["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "metrics"}
     # kopf serves liveness where --liveness says; the operator serves /readyz and /metrics on BOTFLEET_METRICS_PORT.
-    assert f"--liveness=http://0.0.0.0:{ports['health']}/healthz" in operator["args"]
+    addresses = {"health": "0.0.0.0", "metrics": "0.0.0.0", **values.get("bindAddress", {})}
+    host = f"[{addresses['health']}]" if ":" in addresses["health"] else addresses["health"]
+    assert f"--liveness=http://{host}:{ports['health']}/healthz" in operator["args"]
     env = {e["name"]: e.get("value") for e in operator["env"]}
-    assert env["BOTFLEET_METRICS_PORT"] == str(ports["metrics"])
-    float(env["BOTFLEET_RETRY_BASE_SECONDS"])  # the operator parses it as a float
+    assert env["BOTFLEET_METRICS_PORT"] == str(ports["metrics"]) and env["BOTFLEET_METRICS_ADDRESS"] == addresses["metrics"]
+    for name in ("BOTFLEET_RETRY_BASE_SECONDS", "BOTFLEET_RESYNC_SECONDS", "BOTFLEET_PEERING_LIFETIME"):
+        float(env[name])  # the operator parses them as numbers
     service = one(items, "Service")
     assert service["spec"]["ports"] == [{"name": "metrics", "port": ports["metrics"], "targetPort": "metrics", "protocol": "TCP"}]
     assert service["spec"]["selector"].items() <= deployment["spec"]["template"]["metadata"]["labels"].items()
@@ -217,10 +296,20 @@ def test_default_image_is_the_app_version():
 
 def test_disruption_budget_never_blocks_a_drain():
     for path in values_files("botfleet"):
-        budget = one(objects("botfleet", load_values(path)), "PodDisruptionBudget")["spec"]
-        assert "minAvailable" not in budget
-        assert budget["maxUnavailable"] == 1 or budget["maxUnavailable"].endswith("%")
+        items = objects("botfleet", load_values(path))
+        budget = one(items, "PodDisruptionBudget")["spec"]
+        replicas = one(items, "Deployment")["spec"]["replicas"]
+        assert ("minAvailable" in budget) != ("maxUnavailable" in budget)
+        if "minAvailable" in budget:
+            assert budget["minAvailable"] < replicas  # a drain can always evict one
+        else:
+            assert budget["maxUnavailable"] == 1 or budget["maxUnavailable"].endswith("%")
         assert budget["unhealthyPodEvictionPolicy"] == "AlwaysAllow"
+    assert one(objects("botfleet"), "PodDisruptionBudget")["spec"]["minAvailable"] == 1  # two replicas
+    single = one(objects("botfleet", {"operator": {"replicas": 1}}), "PodDisruptionBudget")["spec"]
+    assert single["maxUnavailable"] == 1 and "minAvailable" not in single
+    with pytest.raises(helm_python.HelmRenderError, match="podDisruptionBudget.minAvailable"):
+        render("botfleet", {"podDisruptionBudget": {"minAvailable": 2}})
     assert not of_kind(objects("botfleet", {"podDisruptionBudget": {"enabled": False}}), "PodDisruptionBudget")
 
 
@@ -286,7 +375,7 @@ def test_dashboard_label_folder_and_namespace_are_configurable():
 
 def test_everything_on_renders_each_kind_once_per_purpose():
     kinds = sorted(o["kind"] for o in objects("botfleet", EVERYTHING) if o["kind"] != "ConfigMap")
-    assert kinds == sorted(["ClusterRole", "ClusterRoleBinding", "Deployment", "PodDisruptionBudget", "PrometheusRule", "Service", "ServiceAccount", "ServiceMonitor"])
+    assert kinds == sorted(["ClusterKopfPeering", "ClusterRole", "ClusterRoleBinding", "Deployment", "PodDisruptionBudget", "PrometheusRule", "Service", "ServiceAccount", "ServiceMonitor"])
 
 
 def test_notes_follow_the_watch_mode():

@@ -11,7 +11,9 @@ import pytest
 from chart_support import (
     CHARTS,
     CUSTOM_KINDS,
+    KOPF_PEERING_KINDS,
     SUPPORTED_KUBERNETES,
+    check_kopf_peering,
     check_names,
     check_prometheus_rule,
     check_service_monitor,
@@ -58,6 +60,8 @@ def test_rendered_objects_validate(chart, path, version):
             check_service_monitor(obj, services)
         elif obj["kind"] == "PrometheusRule":
             check_prometheus_rule(obj)
+        elif obj["kind"] in KOPF_PEERING_KINDS:
+            check_kopf_peering(obj)
         else:
             assert obj["kind"] not in CUSTOM_KINDS
             kubernetes_validate.validate(obj, version, strict=True)

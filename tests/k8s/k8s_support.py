@@ -87,7 +87,8 @@ def bot_children(bot: dict[str, Any]) -> list[dict[str, Any]]:
 def validate_objects(items: list[dict[str, Any]], version: str) -> None:
     """Every object against the schemas of Kubernetes `version` (strict: unknown fields
     fail); Bots against the CRD's schema and CEL rules; the Prometheus Operator kinds
-    structurally, and their selectors against the Services beside them."""
+    structurally, and their selectors against the Services beside them; kopf's
+    peering objects against their CRDs."""
     services = of_kind(items, "Service")
     for obj in items:
         kind, where = obj["kind"], f"{obj['kind']} {obj['metadata'].get('namespace', '')}/{obj['metadata']['name']}"
@@ -97,6 +98,8 @@ def validate_objects(items: list[dict[str, Any]], version: str) -> None:
             chart_support.check_service_monitor(obj, services)
         elif kind == "PrometheusRule":
             chart_support.check_prometheus_rule(obj)
+        elif kind in chart_support.KOPF_PEERING_KINDS:
+            chart_support.check_kopf_peering(obj)
         else:
             try:
                 kubernetes_validate.validate(obj, version, strict=True)

@@ -96,8 +96,11 @@ def test_namespaces_enforce_the_restricted_pod_security_standard(name):
 
 def test_the_base_takes_the_crd_and_the_demo_bot_from_their_files():
     items = build("base")
-    crd = yaml.safe_load((ROOT / "k8s/crds/bots.botfleet.io.yaml").read_text())
-    assert one(items, "CustomResourceDefinition") == crd
+    crds = {c["metadata"]["name"]: c for c in of_kind(items, "CustomResourceDefinition")}
+    assert set(crds) == {"bots.botfleet.io", "clusterkopfpeerings.kopf.dev", "kopfpeerings.kopf.dev"}
+    for name, built in crds.items():
+        assert built == yaml.safe_load((ROOT / f"k8s/crds/{name}.yaml").read_text()), name
+    crd = crds["bots.botfleet.io"]
     example = yaml.safe_load((ROOT / "k8s/examples/demo-bot.yaml").read_text())
     bot = the_bot(items)
     assert bot["metadata"] == {**example["metadata"], "namespace": BOT_NAMESPACE}
@@ -139,7 +142,7 @@ def test_the_check_notices_a_stale_file(monkeypatch, capsys):
     module = render_manifests_module()
     fresh = module.render_all()
     path = "k8s/base/botfleet-operator.yaml"
-    monkeypatch.setattr(module, "render_all", lambda: {**fresh, path: fresh[path].replace("replicas: 1", "replicas: 2")})
+    monkeypatch.setattr(module, "render_all", lambda: {**fresh, path: fresh[path].replace("replicas: 2", "replicas: 3")})
     assert module.main(["--check"]) == 1
     assert path in capsys.readouterr().err
 
@@ -325,4 +328,7 @@ def test_overlays_differ_only_where_intended():
     assert keys(build("staging")) == base | monitoring
     namespaced_rbac = {("ClusterRole", "botfleet-operator-cluster"), ("ClusterRoleBinding", "botfleet-operator-cluster"), ("Role", "botfleet-operator"), ("RoleBinding", "botfleet-operator")}
     cluster_rbac = {("ClusterRole", "botfleet-operator"), ("ClusterRoleBinding", "botfleet-operator")}
-    assert keys(build("prod")) == (base - cluster_rbac) | monitoring | namespaced_rbac
+    # A namespaced operator elects its active replica in a KopfPeering per namespace.
+    cluster_peering, namespaced_peering = {("ClusterKopfPeering", "botfleet-operator")}, {("KopfPeering", "botfleet-operator")}
+    assert cluster_peering <= base
+    assert keys(build("prod")) == (base - cluster_rbac - cluster_peering) | monitoring | namespaced_rbac | namespaced_peering

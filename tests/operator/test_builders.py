@@ -7,7 +7,17 @@ import pytest
 import yaml
 from conftest import EXAMPLES, SUPPORTED_KUBERNETES, load
 
-from botfleet_operator.builders import SPEC_HASH_ANNOTATION, chart_values, desired_objects
+from botfleet_operator.builders import (
+    SPEC_HASH_ANNOTATION,
+    api_token_secret,
+    bot_labels,
+    chart_values,
+    child_name,
+    deployments_by_component,
+    desired_objects,
+    render,
+    spec_hash,
+)
 
 CUSTOM_KINDS = {"ServiceMonitor"}
 
@@ -109,7 +119,7 @@ def test_configuration_changes_restart_pods_and_nothing_else_does():
     bot = bot_from(EXAMPLES[0])
     before = by_kind(desired_objects(bot), "Deployment")
     changed = copy.deepcopy(bot)
-    changed["spec"]["stores"] = {"tracker": {"windowTurns": 5}}
+    changed["spec"].setdefault("stores", {})["tracker"] = {"windowTurns": 5}
     after = by_kind(desired_objects(changed), "Deployment")
     scaled = copy.deepcopy(bot)
     scaled["spec"]["actionServer"] = {"replicas": 3}
@@ -130,3 +140,49 @@ def test_builders_are_pure():
 def test_values_are_the_defaulted_spec():
     values = chart_values(bot_from(next(p for p in EXAMPLES if p.stem == "minimal-bot")))
     assert values["rasa"]["replicas"] == 1 and values["managedBy"] == "botfleet-operator"
+
+
+def test_child_names_mirror_the_charts_truncation():
+    # charts/bot names children "<name truncated to 40, one trailing - trimmed>-<component>".
+    for name in ("hello", "a" * 40, "b" * 39 + "-x", "c" * 39 + "-", "d" * 50):
+        bot = bot_from(next(p for p in EXAMPLES if p.stem == "minimal-bot"))
+        values = chart_values(bot)
+        rendered = render(name, "bots", values)
+        deployments = {o["metadata"]["labels"]["app.kubernetes.io/component"]: o["metadata"]["name"] for o in rendered if o["kind"] == "Deployment"}
+        assert deployments == {c: child_name(name, c) for c in ("rasa", "actions", "model-serving")}, name
+    assert child_name("c" * 39 + "-", "rasa") == "c" * 39 + "-rasa"
+
+
+def test_names_are_read_from_the_rendered_objects():
+    objects = desired_objects(bot_from(EXAMPLES[0]))
+    assert deployments_by_component(objects) == {o["metadata"]["labels"]["app.kubernetes.io/component"]: o["metadata"]["name"] for o in by_kind(objects, "Deployment").values()}
+
+
+def test_a_bot_without_a_token_gets_the_generated_secret():
+    bot = bot_from(next(p for p in EXAMPLES if p.stem == "minimal-bot"))
+    assert chart_values(bot)["secrets"]["apiTokenFrom"] == {"name": "hello-api-token", "key": "token"}
+    objects = desired_objects(bot)
+    assert not by_kind(objects, "Secret")  # created once by the operator, never applied
+    rasa = by_kind(objects, "Deployment")["hello-rasa"]["spec"]["template"]["spec"]["containers"][0]
+    assert {"name": "RASA_TOKEN", "valueFrom": {"secretKeyRef": {"name": "hello-api-token", "key": "token"}}} in rasa["env"]
+    secret = api_token_secret(bot, bot_labels(objects), "ab" * 32)
+    assert secret["metadata"]["name"] == "hello-api-token" and secret["metadata"]["ownerReferences"][0]["uid"] == bot["metadata"]["uid"]
+    assert secret["metadata"]["labels"]["botfleet.io/bot"] == "hello" and secret["metadata"]["labels"]["app.kubernetes.io/managed-by"] == "botfleet-operator"
+    kubernetes_validate.validate(secret, SUPPORTED_KUBERNETES[0], strict=True)
+    own = copy.deepcopy(bot)
+    own["spec"]["secrets"] = {"apiTokenFrom": {"name": "mine", "key": "t"}}
+    assert chart_values(own)["secrets"]["apiTokenFrom"] == {"name": "mine", "key": "t"}
+
+
+def test_the_spec_hash_covers_labels_annotations_and_owner_but_not_itself():
+    obj = desired_objects(bot_from(EXAMPLES[0]))[0]
+    stamped = obj["metadata"]["annotations"][SPEC_HASH_ANNOTATION]
+    assert spec_hash(obj) == stamped
+    for change in ({"labels": {"x": "y"}}, {"annotations": {"x": "y"}}, {"ownerReferences": []}):
+        changed = copy.deepcopy(obj)
+        for key, value in change.items():
+            if isinstance(value, dict):
+                changed["metadata"].setdefault(key, {}).update(value)
+            else:
+                changed["metadata"][key] = value
+        assert spec_hash(changed) != stamped, change

@@ -106,7 +106,7 @@ def test_invalid_bots_are_refused_naming_the_field(minimal_bot, path, value, mes
 
 def test_several_replicas_need_redis_stores(minimal_bot):
     bot = mutated(minimal_bot, "rasa.replicas", 3)
-    bot["spec"]["stores"] = {"tracker": {"type": "memory"}, "lockStore": {"type": "memory"}}
+    bot["spec"]["stores"] = {"tracker": {"type": "memory"}, "lockStore": {"type": "memory"}, "analytics": {"ephemeral": True}}
     assert validate_bot(bot) == [
         "spec.stores: Invalid value: spec.stores.tracker.type and spec.stores.lockStore.type must be redis when Rasa runs more than one replica or worker (the in-memory stores are per process)"
     ]
@@ -123,4 +123,15 @@ def test_socketio_needs_one_worker(minimal_bot):
 def test_status_fields_never_make_a_spec_invalid(minimal_bot):
     # Status is written through its subresource (and kopf may add fields there).
     minimal_bot["status"] = {"phase": "Ready", "reconcile_bot": {"phase": "Ready"}}
+    assert validate_bot(minimal_bot) == []
+
+
+def test_the_name_is_validated_against_the_crds_restrictions(minimal_bot):
+    # A structural schema may restrict metadata.name; the operator applies it too,
+    # since an older CRD or an emulator may not.
+    name_schema = bot_schema()["properties"]["metadata"]["properties"]["name"]
+    assert name_schema["maxLength"] == 40
+    minimal_bot["metadata"]["name"] = "x" * 41
+    assert any(e.startswith("metadata.name: must be at most 40 characters long") for e in validate_bot(minimal_bot))
+    minimal_bot["metadata"]["name"] = "x" * 40
     assert validate_bot(minimal_bot) == []
