@@ -46,6 +46,14 @@ step "train the demo bot (skipped when unchanged)"
 python3 ci/train.py bots/demo >/dev/null || failed=1
 step "end-to-end tests against the running stack"
 $DEV/pytest -q tests/e2e --junitxml=$REPORTS/e2e.xml || failed=1
+# ci/images.py builds them (about 25 minutes cold, cached by their inputs after).
+step "images: built from the Dockerfiles with podman, run as the charts run them"
+$DEV/pytest -q tests/images --junitxml=$REPORTS/images.xml || failed=1
+# A real single-node Kubernetes 1.20 (ci/cluster.py builds it from Debian's packages,
+# about 10 minutes the first time, cached after) and the images built from the
+# Dockerfiles with podman (ci/images.py, cached by their inputs).
+step "real cluster: Kubernetes from Debian's packages, images from the Dockerfiles, the operator and Bots"
+$OPERATOR/pytest -q tests/cluster --junitxml=$REPORTS/cluster.xml || failed=1
 
 $DEV/python ci/junit_summary.py $REPORTS/*.xml
 exit $failed

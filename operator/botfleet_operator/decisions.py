@@ -172,6 +172,29 @@ def bot_reference(bot: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+EVENT_MESSAGE_LIMIT = 1024
+
+
+def event_object(reference: dict[str, Any], type: str, reason: str, message: str, now: str, instance: str) -> dict[str, Any]:
+    """A core/v1 Event about a Bot, as `kubectl describe bot` lists it."""
+    metadata = reference["metadata"]
+    return {
+        "apiVersion": "v1",
+        "kind": "Event",
+        "metadata": {"generateName": f"{metadata['name']}.", "namespace": metadata["namespace"]},
+        "involvedObject": {"apiVersion": reference["apiVersion"], "kind": reference["kind"], **metadata},
+        "type": type,
+        "reason": reason,
+        "message": message if len(message) <= EVENT_MESSAGE_LIMIT else message[: EVENT_MESSAGE_LIMIT - 1] + "…",
+        "source": {"component": "botfleet-operator"},
+        "reportingComponent": "botfleet-operator",
+        "reportingInstance": instance,
+        "firstTimestamp": now,
+        "lastTimestamp": now,
+        "count": 1,
+    }
+
+
 def status_patch(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
     """The JSON merge patch that turns `old` into `new`: keys that are gone become null
     (a merge patch of `new` alone would keep, say, a removed component forever)."""

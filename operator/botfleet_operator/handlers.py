@@ -7,7 +7,7 @@ import collections
 import logging
 import os
 from datetime import datetime, timezone
-from typing import Any, cast
+from typing import Any
 
 import kopf
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -186,18 +186,30 @@ def _latest(body: dict[str, Any]) -> dict[str, Any]:
     return {**body, "status": published} if published is not None else body
 
 
+def _post_event(reference: dict[str, Any], type: str, reason: str, message: str) -> None:
+    """Posts an Event through the API itself: kopf.event() only works inside kopf's own
+    handler context, and the resync loop reconciles in worker threads outside it. A
+    refused Event is logged, never a failed reconcile."""
+    now = datetime.now(timezone.utc).replace(microsecond=0).isoformat().replace("+00:00", "Z")
+    event = decisions.event_object(reference, type, reason, message, now, os.environ.get("POD_ID", "") or os.uname().nodename)
+    try:
+        Kube(api_client()).create(event)
+    except (KubeError, OSError) as error:
+        logger.warning("could not post the %s Event %s on Bot %s: %s", type, reason, reference["metadata"].get("name"), error)
+
+
 def _publish(body: Any, outcome: Outcome) -> None:  # a kopf Body or a raw object dict
     name, namespace = body["metadata"]["name"], body["metadata"]["namespace"]
     old = dict(body.get("status") or {})
     if outcome.status != old:  # unchanged status: no write, no event storm
         Kube(api_client()).merge_patch("Bot", namespace, name, {"status": decisions.status_patch(old, outcome.status)}, subresource="status")
     _published[(namespace, name)] = outcome.status
-    reference = kopf.Body(cast(kopf.RawBody, decisions.bot_reference(body)))
+    reference = decisions.bot_reference(body)
     for reason, message in outcome.events:
-        kopf.event(reference, type="Normal", reason=reason, message=message)
+        _post_event(reference, "Normal", reason, message)
     # A problem is posted when it appears or changes, not on every resync that finds it.
     for reason, message in decisions.warnings(old, outcome.status):
-        kopf.event(reference, type="Warning", reason=reason, message=message)
+        _post_event(reference, "Warning", reason, message)
     for problem in outcome.problems:
         logger.warning("Bot %s/%s: %s: %s", namespace, name, problem.reason, problem.message)
     _phases[(namespace, name)] = outcome.status["phase"]

@@ -35,6 +35,7 @@ class ApiResource(NamedTuple):
 RESOURCES: dict[str, ApiResource] = {
     "ConfigMap": ApiResource("/api/v1", "configmaps", True),
     "Secret": ApiResource("/api/v1", "secrets", True),
+    "Event": ApiResource("/api/v1", "events", True),
     "Service": ApiResource("/api/v1", "services", True),
     "Deployment": ApiResource("/apis/apps/v1", "deployments", True),
     "Ingress": ApiResource("/apis/networking.k8s.io/v1", "ingresses", True),

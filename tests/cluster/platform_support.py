@@ -1,0 +1,245 @@
+"""botfleet on the real cluster: images, the operator as charts/botfleet installs it,
+the stores the pods use, the models they fetch, and the Bots of k8s/examples.
+
+Everything here drives the real thing: images built from the Dockerfiles, the chart
+rendered by the Helm engine and applied with kubectl, and conversations sent to a
+Bot's Service. Only the machine's own Redis, PostgreSQL and RabbitMQ stand outside
+the cluster: they listen on loopback, so pods reach them through the node's
+forwarder, behind selector-less Services named as a cluster's would be.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import http.server
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any, Callable
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT / "ci"))
+OPERATOR_NAMESPACE = "botfleet-system"
+BOTS_NAMESPACE = "bots"
+OPERATOR_USER = f"system:serviceaccount:{OPERATOR_NAMESPACE}:botfleet-operator"
+DATABASE = "botfleet_k8s"
+MODEL_PORT = 18089
+# Seconds between the operator's periodic re-reconciles in these tests.
+RESYNC_SECONDS = 15
+RUN = ROOT / ".run/cluster-tests"
+
+
+def load(path: Path | str) -> dict[str, Any]:
+    return yaml.safe_load(Path(path).read_text())
+
+
+def run(command: list[str], **kwargs: Any) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(command, check=True, text=True, capture_output=True, **kwargs)
+
+
+# --- models, served to the pods over HTTP as a model server would ------------------
+
+
+class ModelFiles(http.server.SimpleHTTPRequestHandler):
+    """Static files with an ETag, as Rasa's `models:` endpoint expects (304 when the
+    client already has this version)."""
+
+    def end_headers(self) -> None:
+        path = Path(self.translate_path(self.path))
+        if path.is_file():
+            stat = path.stat()
+            self.send_header("ETag", f'"{stat.st_size:x}-{int(stat.st_mtime):x}"')
+        super().end_headers()
+
+    def do_GET(self) -> None:
+        path = Path(self.translate_path(self.path))
+        if path.is_file():
+            stat = path.stat()
+            if self.headers.get("If-None-Match") == f'"{stat.st_size:x}-{int(stat.st_mtime):x}"':
+                self.send_response(304)
+                self.end_headers()
+                return
+        super().do_GET()
+
+    def log_message(self, format: str, *args: Any) -> None:
+        with open(RUN / "model-server.log", "a") as log:
+            log.write(f"{self.address_string()} {format % args}\n")
+
+
+def serve_models(directory: Path, host: str, port: int = MODEL_PORT) -> http.server.ThreadingHTTPServer:
+    handler = lambda *a, **kw: ModelFiles(*a, directory=str(directory), **kw)  # noqa: E731
+    server = http.server.ThreadingHTTPServer((host, port), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server
+
+
+def train_models(directory: Path) -> dict[str, str]:
+    """The demo bot's Rasa models (in-process NLU, and the model-serving pipeline) and
+    its BentoML NLU model archive, trained on the host when their inputs changed."""
+    directory.mkdir(parents=True, exist_ok=True)
+    files = {}
+    for name, config in (("demo-diet", "config.yml"), ("demo-botfleet", "config.botfleet.yml")):
+        model = run([sys.executable, str(ROOT / "ci/train.py"), str(ROOT / "bots/demo"), "--config", config]).stdout.strip()
+        target = directory / f"{name}.tar.gz"
+        if not target.exists() or target.stat().st_size != Path(model).stat().st_size:
+            target.write_bytes(Path(model).read_bytes())
+        files[name] = target.name
+    import stack  # ci/stack.py: the same NLU model `make up PIPELINE=botfleet` serves
+
+    tag = stack.train_nlu_model()
+    archive = directory / f"{tag.replace(':', '-')}.bentomodel"
+    if not archive.exists():
+        run([str(ROOT / ".venvs/serving/bin/bentoml"), "models", "export", tag, str(archive)],
+            env={**os.environ, "BENTOML_HOME": stack.bentoml_home()})
+    files["nlu"] = archive.name
+    files["nlu_tag"] = tag
+    return files
+
+
+# --- the host's stores, as the pods see them ---------------------------------------
+
+
+def prepare_database() -> None:
+    """A fresh database for the cluster's bots: schema and demo catalog."""
+    run(["psql", "-h", "127.0.0.1", "-U", "postgres", "-c", f"DROP DATABASE IF EXISTS {DATABASE} WITH (FORCE)"])
+    run(["psql", "-h", "127.0.0.1", "-U", "postgres", "-c", f"CREATE DATABASE {DATABASE}"])
+    run([str(ROOT / ".venvs/actions/bin/python"), "-m", "botfleet_common.db",
+         "--url", f"postgresql://postgres@127.0.0.1:5432/{DATABASE}", "--seed"])
+
+
+def external_service(name: str, node_ip: str, port: int, namespace: str = BOTS_NAMESPACE) -> list[dict[str, Any]]:
+    """A Service without a selector and its Endpoints: how a cluster names a database
+    that runs outside it."""
+    metadata = {"name": name, "namespace": namespace}
+    return [
+        {"apiVersion": "v1", "kind": "Service", "metadata": metadata,
+         "spec": {"ports": [{"name": "tcp", "port": port, "targetPort": port}]}},
+        {"apiVersion": "v1", "kind": "Endpoints", "metadata": metadata,
+         "subsets": [{"addresses": [{"ip": node_ip}], "ports": [{"name": "tcp", "port": port}]}]},
+    ]
+
+
+def secret(name: str, data: dict[str, str], namespace: str = BOTS_NAMESPACE) -> dict[str, Any]:
+    return {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": name, "namespace": namespace}, "stringData": data}
+
+
+def store_objects(node_ip: str) -> list[dict[str, Any]]:
+    objects: list[dict[str, Any]] = [{"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": BOTS_NAMESPACE}}]
+    for name, port in (("redis", 6379), ("redis-master", 6379), ("postgresql", 5432), ("rabbitmq", 5672)):
+        objects += external_service(name, node_ip, port)
+    database_url = f"postgresql://postgres@postgresql.{BOTS_NAMESPACE}.svc.cluster.local:5432/{DATABASE}"
+    objects += [
+        secret("bots-db", {"url": database_url}),
+        secret("demo-support-db", {"url": database_url}),
+        # RabbitMQ lets guest in from loopback only; the forwarder connects from there.
+        secret("rabbitmq-credentials", {"USERNAME": "guest", "PASSWORD": "guest"}),
+        secret("demo-support-api", {"token": hashlib.sha256(b"demo-support").hexdigest()}),
+    ]
+    return objects
+
+
+# --- the operator, as charts/botfleet installs it ------------------------------------
+
+
+def operator_objects(image_id: str = "", resync_seconds: int = RESYNC_SECONDS) -> list[dict[str, Any]]:
+    """charts/botfleet as the tests install it. The image's ID goes into a pod
+    annotation: a rebuilt image keeps its tag, and the pods must restart onto it."""
+    import helm_python
+
+    values = {
+        "podAnnotations": {"botfleet.io/image-id": image_id[:63]},
+        "image": {"repository": "botfleet/operator", "tag": "0.1.0", "pullPolicy": "Never"},
+        "operator": {"logFormat": "json", "retryBaseSeconds": 2},
+        # Kubernetes 1.20 serves policy/v1beta1 only; the chart's PDB is policy/v1.
+        "podDisruptionBudget": {"enabled": False},
+        "extraEnv": [{"name": "BOTFLEET_RESYNC_SECONDS", "value": str(resync_seconds)}],
+        # Small enough that both replicas and a Bot fit on a 2-core node.
+        "resources": {"requests": {"cpu": "50m", "memory": "192Mi"}, "limits": {"memory": "512Mi"}},
+    }
+    with helm_python.Chart.load(str(ROOT / "charts/botfleet")) as chart:
+        rendered = chart.render(values, name="botfleet", namespace=OPERATOR_NAMESPACE)
+    objects = [doc for path, text in sorted(rendered.items()) if path.endswith(".yaml") for doc in yaml.safe_load_all(text) if doc]
+    for obj in objects:
+        if obj["kind"] not in ("ClusterRole", "ClusterRoleBinding", "CustomResourceDefinition") and not obj["kind"].startswith("Cluster"):
+            obj.setdefault("metadata", {}).setdefault("namespace", OPERATOR_NAMESPACE)
+    return objects
+
+
+def crd_files() -> list[Path]:
+    return sorted((ROOT / "charts/botfleet/crds").glob("*.yaml"))
+
+
+# --- Bots -----------------------------------------------------------------------------
+
+
+def deep_merge(base: Any, override: Any) -> Any:
+    if isinstance(base, dict) and isinstance(override, dict):
+        merged = dict(base)
+        for key, value in override.items():
+            merged[key] = deep_merge(base.get(key), value) if key in base else value
+        return merged
+    return copy.deepcopy(override)
+
+
+def example_bot(example: str, name: str | None = None, **overrides: Any) -> dict[str, Any]:
+    bot = load(ROOT / "k8s/examples" / example)
+    bot["metadata"]["namespace"] = BOTS_NAMESPACE
+    if name:
+        bot["metadata"]["name"] = name
+    bot["spec"] = deep_merge(bot["spec"], overrides)
+    return bot
+
+
+def post_json(url: str, body: Any, token: str | None = None, timeout: float = 60) -> tuple[int, Any]:
+    if token:
+        url += ("&" if "?" in url else "?") + f"token={token}"
+    request = urllib.request.Request(url, data=json.dumps(body).encode(), headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            return response.status, json.loads(response.read() or b"null")
+    except urllib.error.HTTPError as error:
+        return error.code, error.read().decode(errors="replace")
+
+
+def get_json(url: str, timeout: float = 30) -> tuple[int, Any]:
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as response:
+            body = response.read()
+            try:
+                return response.status, json.loads(body)
+            except ValueError:
+                return response.status, body.decode(errors="replace")
+    except urllib.error.HTTPError as error:
+        return error.code, error.read().decode(errors="replace")
+    except OSError as error:
+        return 0, str(error)
+
+
+def say(rasa_url: str, sender: str, text: str) -> list[str]:
+    status, replies = post_json(f"{rasa_url}/webhooks/rest/webhook", {"sender": sender, "message": text})
+    assert status == 200, (status, replies)
+    return [reply.get("text", "") for reply in replies]
+
+
+def eventually(check: Callable[[], Any], timeout: float, interval: float = 2.0, what: str = "condition") -> Any:
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while time.monotonic() < deadline:
+        try:
+            last = check()
+        except (subprocess.CalledProcessError, OSError, KeyError, ValueError) as error:
+            last = error
+        else:
+            if last:
+                return last
+        time.sleep(interval)
+    raise AssertionError(f"{what} not met within {timeout:.0f}s; last: {last!r}")
