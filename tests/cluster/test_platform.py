@@ -424,7 +424,7 @@ def test_the_demo_bot_runs_and_its_intents_come_from_the_model_server(platform):
                      and condition(b, "ModelLoaded").get("status") == "True" and b, READY_TIMEOUT, interval=5, what="demo-support 5/5")
     degraded = condition(bot, "Degraded")
     assert degraded.get("reason") == "APIUnavailable" and "policy/v1" in degraded["message"], degraded
-    assert "autoscaling" not in degraded["message"]
+    assert "autoscaling/v2" not in degraded["message"]
     rasa = service_url("demo-support")
     sender = f"demo-{uuid.uuid4().hex[:8]}"
     assert say(rasa, sender, "I want to fly to Berlin") == ["What date would you like to travel?"]
