@@ -436,15 +436,6 @@ def test_the_demo_bot_runs_and_its_intents_come_from_the_model_server(platform):
     assert status == 200 and "classify" in metrics
 
 
-def test_the_demo_bot_publishes_its_events_to_its_own_queue(platform):
-    script = (
-        "import pika; c = pika.BlockingConnection(pika.URLParameters('amqp://guest:guest@127.0.0.1:5672/'));"
-        "q = c.channel().queue_declare('botfleet.bots.demo-support.events', passive=True); print(q.method.message_count)"
-    )
-    count = subprocess.run([str(ROOT / ".venvs/rasa/bin/python"), "-c", script], capture_output=True, text=True, check=True)
-    assert int(count.stdout.strip()) > 0
-
-
 def test_the_demo_bot_stores_its_data_in_postgresql(platform):
     sender = f"demo-{uuid.uuid4().hex[:8]}"
     rasa = service_url("demo-support")
