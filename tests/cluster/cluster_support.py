@@ -17,6 +17,7 @@ import os
 import subprocess
 import sys
 import time
+import typing
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
@@ -110,16 +111,23 @@ def kubectl_json(*args: str) -> Any:
 
 
 def wait_for(predicate: Callable[[], T], timeout: float = 60, interval: float = 0.5,
-             message: str = "condition") -> T:
-    """Poll until predicate() returns something truthy and return it; AssertionError on timeout."""
+             message: str = "condition", tolerate: tuple[type[BaseException], ...] = ()) -> T:
+    """Poll until predicate() returns something truthy and return it; AssertionError on timeout.
+
+    An exception in `tolerate` counts as "not yet" (a kubectl call racing a pod restart,
+    a port not yet open) and is reported as the last value if time runs out."""
     deadline = time.monotonic() + timeout
-    last: T = predicate()
-    while not last:
+    while True:
+        try:
+            last: Any = predicate()
+        except tolerate as error:
+            last = error
+        else:
+            if last:
+                return typing.cast(T, last)
         if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {message} (last: {last!r})")
+            raise AssertionError(f"timed out after {timeout:.0f}s waiting for {message} (last: {last!r})")
         time.sleep(interval)
-        last = predicate()
-    return last
 
 
 def import_images(*images: str) -> None:

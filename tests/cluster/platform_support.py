@@ -18,13 +18,13 @@ import os
 import subprocess
 import sys
 import threading
-import time
 import urllib.error
 import urllib.request
 from pathlib import Path
 from typing import Any, Callable
 
 import yaml
+from cluster_support import wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "ci"))
@@ -230,16 +230,10 @@ def say(rasa_url: str, sender: str, text: str) -> list[str]:
     return [reply.get("text", "") for reply in replies]
 
 
+# A kubectl call can race a pod restart or a port not yet open: "not yet", not a failure.
+TRANSIENT = (subprocess.CalledProcessError, OSError, KeyError, ValueError)
+
+
 def eventually(check: Callable[[], Any], timeout: float, interval: float = 2.0, what: str = "condition") -> Any:
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while time.monotonic() < deadline:
-        try:
-            last = check()
-        except (subprocess.CalledProcessError, OSError, KeyError, ValueError) as error:
-            last = error
-        else:
-            if last:
-                return last
-        time.sleep(interval)
-    raise AssertionError(f"{what} not met within {timeout:.0f}s; last: {last!r}")
+    """cluster_support.wait_for, tolerating the transient errors of a cluster in motion."""
+    return wait_for(check, timeout, interval=interval, message=what, tolerate=TRANSIENT)
