@@ -105,3 +105,28 @@ def test_messages_are_counted_once_in_a_later_session(domain, redis_prefix, pg_u
         assert incoming._value.get() == before + 1
     full = asyncio.run(store.retrieve_full_tracker("two-sessions"))
     assert [e.text for e in full.events if isinstance(e, UserUttered)] == ["message 1", "message 2", "message 3"]
+
+
+def test_a_handoff_is_counted_once_when_its_slot_turns_true(domain, redis_prefix, pg_url):
+    store = redis_store(domain, redis_prefix, pg_url, turns=10)
+    before = metrics.HANDOFFS_STARTED._value.get()
+    tracker = asyncio.run(store.get_or_create_tracker("handed-off"))
+    add_turn(tracker, 1, "I want a human")
+    tracker.update(SlotSet("handoff_active", True))
+    asyncio.run(store.save(tracker))
+    assert metrics.HANDOFFS_STARTED._value.get() == before + 1
+    # Setting it true again while an agent has the conversation is the same handoff.
+    current = asyncio.run(store.retrieve("handed-off"))
+    add_turn(current, 2, "hello?")
+    current.update(SlotSet("handoff_active", True))
+    asyncio.run(store.save(current))
+    assert metrics.HANDOFFS_STARTED._value.get() == before + 1
+    # Released, then handed off again: a second handoff.
+    current = asyncio.run(store.retrieve("handed-off"))
+    current.update(SlotSet("handoff_active", False))
+    asyncio.run(store.save(current))
+    current = asyncio.run(store.retrieve("handed-off"))
+    add_turn(current, 3, "human again please")
+    current.update(SlotSet("handoff_active", True))
+    asyncio.run(store.save(current))
+    assert metrics.HANDOFFS_STARTED._value.get() == before + 2

@@ -44,6 +44,21 @@ DEPENDENCY_ERRORS = Counter(
     "Failed calls to a dependency (the bot degraded instead of failing the turn).",
     ["dependency"],
 )
+# Rasa's side of each custom-action call: per track, where the shared action server's
+# own counters cannot tell which model made the call (canary analysis compares them).
+ACTION_SERVER_CALLS = Counter(
+    "botfleet_action_server_calls_total",
+    "Custom-action calls to the action server, by outcome (ok, rejected, error).",
+    ["outcome"],
+)
+ACTION_SERVER_ERRORS = Counter(
+    "botfleet_action_server_errors_total",
+    "Custom-action calls that failed (connection error, timeout, 5xx, invalid response).",
+)
+HANDOFFS_STARTED = Counter(
+    "botfleet_handoffs_started_total",
+    "Conversations this server handed to a human agent (the handoff slot became true).",
+)
 LOCK_WAIT = Histogram(
     "botfleet_lock_wait_seconds",
     "Time a message waited for its conversation's lock (earlier messages of the same conversation).",

@@ -15,7 +15,7 @@ from typing import Any, Dict, Optional, Sequence
 from rasa.core.brokers.broker import EventBroker
 from rasa.core.tracker_store import InMemoryTrackerStore, RedisTrackerStore
 from rasa.shared.core.domain import Domain
-from rasa.shared.core.events import BotUttered, UserUttered
+from rasa.shared.core.events import BotUttered, SlotSet, UserUttered
 from rasa.shared.core.trackers import (
     DialogueStateTracker,
     TrackerEventDiffEngine,
@@ -27,6 +27,14 @@ from botfleet_rasa import metrics
 from botfleet_rasa.window import redacted_tracker, split_window, with_events
 
 logger = logging.getLogger(__name__)
+# HandoffPolicy's default slot: a handoff starts when it turns true.
+HANDOFF_SLOT = "handoff_active"
+
+
+def handoff_started(previous: Optional[DialogueStateTracker], event: object) -> bool:
+    """A SlotSet turning the handoff slot true in a conversation not already handed off."""
+    was_active = bool(previous.get_slot(HANDOFF_SLOT)) if previous is not None else False
+    return isinstance(event, SlotSet) and event.key == HANDOFF_SLOT and bool(event.value) and not was_active
 
 
 class SlidingWindowMixin:
@@ -89,6 +97,8 @@ class SlidingWindowMixin:
             elif isinstance(event, BotUttered):
                 channel = tracker.latest_message.input_channel if tracker.latest_message else None
                 metrics.MESSAGES.labels(channel or "unknown", "out").inc()
+            elif handoff_started(previous, event):
+                metrics.HANDOFFS_STARTED.inc()
 
 
 def last_session(tracker: Optional[DialogueStateTracker]) -> Optional[DialogueStateTracker]:
