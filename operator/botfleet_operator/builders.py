@@ -56,10 +56,14 @@ def needs_generated_token(spec: dict[str, Any]) -> bool:
     return not ((spec.get("secrets") or {}).get("apiTokenFrom") or {}).get("name")
 
 
-def chart_values(bot: dict[str, Any], service_monitor_crd: bool = False) -> dict[str, Any]:
+def chart_values(bot: dict[str, Any], service_monitor_crd: bool = False, tracks: dict[str, Any] | None = None) -> dict[str, Any]:
     """The chart values for a Bot: its defaulted spec, plus what only the operator knows
-    (who manages the objects, whether ServiceMonitors can exist, the generated token)."""
+    (who manages the objects, whether ServiceMonitors can exist, the generated token,
+    and during a canary rollout what each Rasa track runs: `tracks` = {"model": the
+    stable track's, "canary": charts/bot's canary values})."""
     values = copy.deepcopy(with_defaults(bot)["spec"])
+    if tracks:
+        values.update(copy.deepcopy(tracks))
     values["managedBy"] = MANAGED_BY
     values["serviceMonitorCRDInstalled"] = service_monitor_crd
     if needs_generated_token(values):
@@ -108,10 +112,10 @@ def spec_hash(obj: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(managed, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def desired_objects(bot: dict[str, Any], service_monitor_crd: bool = False) -> list[dict[str, Any]]:
+def desired_objects(bot: dict[str, Any], service_monitor_crd: bool = False, tracks: dict[str, Any] | None = None) -> list[dict[str, Any]]:
     """Every child object of a Bot, owned by it (deleting the Bot deletes them)."""
     metadata = bot["metadata"]
-    key = json.dumps([metadata["name"], metadata["namespace"], metadata.get("uid"), bot.get("spec"), service_monitor_crd], sort_keys=True)
+    key = json.dumps([metadata["name"], metadata["namespace"], metadata.get("uid"), bot.get("spec"), service_monitor_crd, tracks], sort_keys=True)
     # Children's events reconcile their Bot often; the spec rarely changed in between.
     # Cached as JSON text: smaller than nested dicts, and json.loads makes the caller's
     # private copy faster than deepcopy would.
@@ -120,9 +124,9 @@ def desired_objects(bot: dict[str, Any], service_monitor_crd: bool = False) -> l
 
 @functools.lru_cache(maxsize=2048)
 def _desired_objects_cached(key: str) -> str:
-    name, namespace, uid, spec, service_monitor_crd = json.loads(key)
+    name, namespace, uid, spec, service_monitor_crd, tracks = json.loads(key)
     bot = {"metadata": {"name": name, "namespace": namespace, "uid": uid}, "spec": spec}
-    objects = render(name, namespace, chart_values(bot, service_monitor_crd))
+    objects = render(name, namespace, chart_values(bot, service_monitor_crd, tracks))
     # Only what the operator owns: a Secret the chart makes for Helm users (the API
     # token) is the operator's to create once, never to re-apply.
     objects = [o for o in objects if o["kind"] != "Secret"]

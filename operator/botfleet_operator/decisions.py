@@ -10,9 +10,11 @@ from typing import Any, Iterator
 from botfleet_operator import crd
 from botfleet_operator.builders import child_name
 
-COMPONENTS = ("rasa", "actions", "model-serving")
+COMPONENTS = ("rasa", "actions", "model-serving", "gateway")
 # Each component's key in the Bot's spec.
-COMPONENT_SPEC_KEYS = {"rasa": "rasa", "actions": "actionServer", "model-serving": "modelServing"}
+COMPONENT_SPEC_KEYS = {"rasa": "rasa", "actions": "actionServer", "model-serving": "modelServing", "gateway": "gateway"}
+# Components a Bot can switch off (spec.<key>.enabled).
+OPTIONAL_COMPONENTS = frozenset({"model-serving", "gateway"})
 # charts/bot truncates names to this ("bot.name"); children are "<name>-<component>".
 MAX_NAME_LENGTH = 40
 EPHEMERAL_MESSAGE = (
@@ -232,11 +234,13 @@ def endpoints(name: str, namespace: str, spec: dict[str, Any]) -> dict[str, str]
     if name_errors(name):  # refused: the truncated name would be another Bot's Service
         return {}
     internal = f"http://{child_name(name, 'rasa')}.{namespace}.svc:5005"
+    # Channels enter through the gateway when there is one, as the ingress routes them.
+    gateway = f"http://{child_name(name, 'gateway')}.{namespace}.svc:8080"
     ingress = spec.get("ingress") or {}
     public = None
     if ingress.get("enabled") and ingress.get("host"):
         public = f"{'https' if ingress.get('tls') else 'http'}://{ingress['host']}"
-    base = public or internal
+    base = public or (gateway if (spec.get("gateway") or {}).get("enabled", True) else internal)
     types = {c["type"] for c in spec.get("channels") or []}
     result = {"metrics": f"{internal}/metrics"}
     for channel in sorted(types):

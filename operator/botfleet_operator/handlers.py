@@ -17,6 +17,7 @@ from botfleet_operator.builders import MANAGED_BY
 from botfleet_operator.crd import GROUP, PLURAL, VERSION
 from botfleet_operator.kube import Kube, KubeError, api_client
 from botfleet_operator.reconcile import BotLocks, Outcome, reconcile, reconcile_child
+from botfleet_operator.rollout.canary import COMMAND_ANNOTATION
 
 logger = logging.getLogger(__name__)
 
@@ -35,6 +36,7 @@ CHILD_RESOURCES = [
     ("monitoring.coreos.com", "v1", "servicemonitors"),
 ]
 RESYNC_ENV, RETRY_ENV = "BOTFLEET_RESYNC_SECONDS", "BOTFLEET_RETRY_BASE_SECONDS"
+ROLLOUT_TICK_ENV = "BOTFLEET_ROLLOUT_TICK_SECONDS"
 METRICS_PORT_ENV, METRICS_ADDRESS_ENV = "BOTFLEET_METRICS_PORT", "BOTFLEET_METRICS_ADDRESS"
 PEERING_LIFETIME_ENV = "BOTFLEET_PEERING_LIFETIME"
 PEERING_CHECK_SECONDS = 10.0
@@ -100,6 +102,9 @@ def _start_resync(
     """The periodic full reconcile of every Bot in kopf's index (see resync.py)."""
     SCHEDULE.interval = max(1.0, _env_seconds(RESYNC_ENV, 60.0))
     SCHEDULE.retry_base = max(0.1, min(_env_seconds(RETRY_ENV, 10.0), SCHEDULE.interval))
+    # How often a Bot with a canary rollout under way is reconciled (its analysis runs
+    # when due, spec.rollout.canary.analysis.interval).
+    SCHEDULE.rollout_tick = max(0.1, min(_env_seconds(ROLLOUT_TICK_ENV, 10.0), SCHEDULE.interval))
 
     def bots() -> list[Any]:
         return list(bots_index)
@@ -169,7 +174,9 @@ class PeeringGate:
 
 
 def _result(outcome: Outcome) -> str:
-    return "retry" if outcome.problems and outcome.retryable else "ok"
+    if outcome.problems and outcome.retryable:
+        return "retry"
+    return "rollout" if outcome.rollout_active else "ok"
 
 
 # The status last written to each Bot. kopf's index of Bots (and so the body a child's
@@ -207,6 +214,13 @@ def _publish(body: Any, outcome: Outcome) -> None:  # a kopf Body or a raw objec
     reference = decisions.bot_reference(body)
     for reason, message in outcome.events:
         _post_event(reference, "Normal", reason, message)
+    for type, reason, message in outcome.rollout_events:
+        _post_event(reference, type, reason, message)
+        log = logger.warning if type == "Warning" else logger.info
+        log("Bot %s/%s: %s: %s", namespace, name, reason, message)
+    if outcome.clear_rollout_command:
+        # Seen once: a stale command must never act on the next rollout.
+        Kube(api_client()).merge_patch("Bot", namespace, name, {"metadata": {"annotations": {COMMAND_ANNOTATION: None}}})
     # A problem is posted when it appears or changes, not on every resync that finds it.
     for reason, message in decisions.warnings(old, outcome.status):
         _post_event(reference, "Warning", reason, message)

@@ -43,6 +43,27 @@ BOT_INFO = Gauge("botfleet_bot_info", "The model version each Bot serves (always
 _bot_series: dict[tuple[str, str], list[tuple[Gauge, tuple[str, ...]]]] = {}
 
 
+# A Bot's model rollout (Canary strategy), from status.rollout.
+ROLLOUT_PHASES = ("Initializing", "Progressing", "Paused", "Promoting", "Succeeded", "Failed")
+ROLLOUT_PHASE = Gauge(
+    "botfleet_rollout_phase",
+    "1 for the phase of the Bot's last model rollout (Canary strategy), 0 for the others.",
+    [*BOT_LABELS, "phase", "canary_version"],
+)
+ROLLOUT_WEIGHT = Gauge("botfleet_rollout_weight", "The canary's share of new conversations, in percent.", BOT_LABELS)
+ROLLOUT_FAILED_CHECKS = Gauge("botfleet_rollout_failed_checks", "Failed analysis checks of the rollout so far.", BOT_LABELS)
+ROLLOUT_ANALYSIS = Gauge(
+    "botfleet_rollout_analysis",
+    "The last analysis of each check: 1 for its result (pass, fail, unknown), 0 for the others.",
+    [*BOT_LABELS, "metric", "result"],
+)
+ROLLOUT_ANALYSIS_VALUE = Gauge(
+    "botfleet_rollout_analysis_value",
+    "The value each check measured at the last analysis, on the canary and the stable track.",
+    [*BOT_LABELS, "metric", "track"],
+)
+
+
 def observe_bot(namespace: str, name: str, status: dict[str, Any]) -> None:
     """Replaces the Bot's per-Bot series with the ones its new status implies."""
     forget_bot(namespace, name)
@@ -59,6 +80,19 @@ def observe_bot(namespace: str, name: str, status: dict[str, Any]) -> None:
         put(BOT_REPLICAS_DESIRED, (namespace, name, component), replicas["desiredReplicas"])
     if status.get("currentModelVersion"):
         put(BOT_INFO, (namespace, name, str(status["currentModelVersion"])), 1)
+    rollout = status.get("rollout") or {}
+    if rollout.get("phase"):
+        canary = str(rollout.get("canaryVersion") or "")
+        for phase in ROLLOUT_PHASES:
+            put(ROLLOUT_PHASE, (namespace, name, phase, canary), 1 if rollout["phase"] == phase else 0)
+        put(ROLLOUT_WEIGHT, (namespace, name), rollout.get("canaryWeight") or 0)
+        put(ROLLOUT_FAILED_CHECKS, (namespace, name), rollout.get("failedChecks") or 0)
+        for metric, result in (rollout.get("lastAnalysis") or {}).items():
+            for outcome in ("pass", "fail", "unknown"):
+                put(ROLLOUT_ANALYSIS, (namespace, name, metric, outcome), 1 if result.get("status") == outcome else 0)
+            for track, key in (("canary", "value"), ("stable", "stableValue")):
+                if result.get(key) is not None:
+                    put(ROLLOUT_ANALYSIS_VALUE, (namespace, name, metric, track), float(result[key]))
     _bot_series[(namespace, name)] = series
 
 

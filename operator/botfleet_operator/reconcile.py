@@ -13,6 +13,8 @@ from typing import Any, Callable, Iterable
 
 from botfleet_operator import builders, crd, decisions, discovery, drift, metrics
 from botfleet_operator.kube import FIELD_MANAGER, RESOURCES, Kube, KubeError
+from botfleet_operator.rollout import controller as rollout
+from botfleet_operator.rollout.spec import SpecError
 
 SERVICE_MONITOR_CRD = "servicemonitors.monitoring.coreos.com"
 # Every kind charts/bot renders (the API token Secret is created once, never pruned).
@@ -37,6 +39,12 @@ class Outcome:
     # (reason, message) pairs, published as Normal Events on the Bot.
     events: list[tuple[str, str]] = field(default_factory=list)
     problems: list[decisions.Problem] = field(default_factory=list)
+    # The rollout's own Events, (type, reason, message): its transitions.
+    rollout_events: list[tuple[str, str, str]] = field(default_factory=list)
+    # The rollout command annotation was acted on: remove it from the Bot.
+    clear_rollout_command: bool = False
+    # A canary rollout is under way (or draining): reconcile again at the next tick.
+    rollout_active: bool = False
 
     @property
     def retryable(self) -> bool:
@@ -206,12 +214,13 @@ def prune(
 
 
 def apply_all(
-    kube: Kube, bot: dict[str, Any], new: bool, children: ChildLister | None, cache: drift.SyncCache, writes: Writes
+    kube: Kube, bot: dict[str, Any], new: bool, children: ChildLister | None, cache: drift.SyncCache, writes: Writes,
+    tracks: dict[str, Any] | None = None,
 ) -> tuple[list[dict[str, Any]], list[decisions.Problem]]:
     """Applies every desired child the server can take and prunes the rest; returns
     the desired objects and the problems met."""
     served = served_versions(kube)
-    desired = builders.desired_objects(bot, service_monitor_crd=service_monitor_crd_installed(kube))
+    desired = builders.desired_objects(bot, service_monitor_crd=service_monitor_crd_installed(kube), tracks=tracks)
     available, unavailable = discovery.split_by_api(desired, served)
     problems = [p for p in [discovery.api_problem(unavailable)] if p]
     if builders.needs_generated_token(bot["spec"]) and ensure_api_token(kube, bot, builders.bot_labels(desired)):
@@ -244,7 +253,7 @@ def observe_components(
     names = builders.deployments_by_component(desired) if desired else {
         component: builders.child_name(name, component)
         for component, key in decisions.COMPONENT_SPEC_KEYS.items()
-        if component != "model-serving" or (spec.get(key) or {}).get("enabled", True)
+        if component not in decisions.OPTIONAL_COMPONENTS or (spec.get(key) or {}).get("enabled", True)
     }
     states: dict[str, decisions.ComponentState | None] = {}
     for component, spec_key in decisions.COMPONENT_SPEC_KEYS.items():
@@ -253,6 +262,10 @@ def observe_components(
         autoscaling = (spec.get(spec_key) or {}).get("autoscaling") or {}
         minimum = autoscaling.get("minReplicas") if autoscaling.get("enabled") else None
         states[component] = decisions.component_state(read(namespace, names[component]), minimum)
+    # A rollout's canary track (rasa-canary, model-serving-canary) while it is rendered.
+    for component in sorted(set(names) - set(decisions.COMPONENT_SPEC_KEYS)):
+        if component.endswith("-canary"):
+            states[component] = decisions.component_state(read(namespace, names[component]), None)
     return states
 
 
@@ -270,23 +283,52 @@ def reconcile(
     children: ChildLister | None = None,
     read_deployment: DeploymentReader | None = None,
     cache: drift.SyncCache = drift.CACHE,
+    analyse: rollout.Analyser = rollout.analyse_with_prometheus,
+    clock: Callable[[], float] = time.time,
 ) -> Outcome:
-    """A full reconcile: on create, on a spec change, on resume and on every resync."""
+    """A full reconcile: on create, on a spec change, on resume, on every resync and on
+    every rollout tick."""
     started = time.perf_counter()
     bot = defaulted(body)
     writes = Writes()
     desired: list[dict[str, Any]] = []
     problems = decisions.spec_problems(body)
+    tick: rollout.RolloutTick | None = None
+    read = read_deployment or (lambda ns, deployment: kube.get("Deployment", ns, deployment))
+    if not problems:
+        try:
+            tick = rollout.tick(bot, now=clock(), read_deployment=read, analyse=analyse)
+        except SpecError as error:
+            problems = [decisions.Problem("InvalidSpec", str(error))]
+        except KubeError as error:
+            problems = [decisions.Problem("APIError", f"the API server refused a request: {error}")]
     if not problems:
         try:
             problems = missing_secrets(kube, bot["metadata"]["namespace"], bot["spec"])
             if not problems:
-                desired, problems = apply_all(kube, bot, new, children, cache, writes)
+                desired, problems = apply_all(kube, bot, new, children, cache, writes, tracks=tick.values if tick else None)
         except KubeError as error:  # a read failed: a problem for this round, retried
             problems.append(decisions.Problem("APIError", f"the API server refused a request: {error}"))
     status = decisions.derive_status(bot, observe_components(kube, bot, desired, read_deployment), problems, now_iso())
+    with_rollout(status, bot.get("status"), tick)
     _observe(started, problems)
-    return Outcome(status=status, events=writes.events(), problems=problems)
+    return Outcome(status=status, events=writes.events(), problems=problems,
+                   rollout_events=tick.events if tick else [], clear_rollout_command=bool(tick and tick.command_seen),
+                   rollout_active=bool(tick and tick.needs_ticks))
+
+
+def with_rollout(status: dict[str, Any], old: dict[str, Any] | None, tick: rollout.RolloutTick | None) -> None:
+    """Adds the rollout's part of the status: from this tick, or (a reconcile that ran
+    no tick) as it was."""
+    old = old or {}
+    if tick is None:
+        for key in ("rollout", "stableModel"):
+            if key in old:
+                status[key] = old[key]
+        return
+    status["stableModel"] = tick.stable_model
+    if tick.rollout_status is not None:
+        status["rollout"] = tick.rollout_status
 
 
 def bot_still_exists(kube: Kube, bot: dict[str, Any]) -> bool:
@@ -322,7 +364,8 @@ def reconcile_child(
     desired: list[dict[str, Any]] = []
     action = None
     if not decisions.blocks_apply(carried):
-        desired = builders.desired_objects(bot, service_monitor_crd=service_monitor_crd_installed(kube))
+        desired = builders.desired_objects(bot, service_monitor_crd=service_monitor_crd_installed(kube),
+                                           tracks=rollout.tracks_now(bot, time.time()))
         target = next((o for o in desired if o["kind"] == kind and o["metadata"]["name"] == name), None)
         if target is None:  # labelled like ours but not desired: the full reconcile prunes
             return None
@@ -339,6 +382,7 @@ def reconcile_child(
         writes.add(action, f"{kind} {name}")
     all_problems = carried + problems
     status = decisions.derive_status(bot, observe_components(kube, bot, desired, read_deployment), all_problems, now_iso())
+    with_rollout(status, body.get("status"), None)
     _observe(started, problems)
     return Outcome(status=status, events=writes.events(), problems=all_problems)
 

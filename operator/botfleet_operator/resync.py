@@ -24,17 +24,20 @@ from typing import Awaitable, Callable, Hashable
 logger = logging.getLogger(__name__)
 
 Key = Hashable
-# The result of one attempt: "ok", "retry" (a problem worth retrying), or "busy"
-# (another reconcile of the Bot was running: try again shortly).
+# The result of one attempt: "ok", "retry" (a problem worth retrying), "busy"
+# (another reconcile of the Bot was running: try again shortly), or "rollout" (a canary
+# rollout is under way: its analysis and steps need a reconcile every rollout tick).
 Result = str
 
 
 class Schedule:
     """When each Bot is next due. Pure bookkeeping over a clock, tested on its own."""
 
-    def __init__(self, interval: float, retry_base: float, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(self, interval: float, retry_base: float, clock: Callable[[], float] = time.monotonic,
+                 rollout_tick: float = 10.0) -> None:
         self.interval = max(1.0, interval)
         self.retry_base = max(0.1, min(retry_base, self.interval))
+        self.rollout_tick = max(0.1, min(rollout_tick, self.interval))
         self.clock = clock
         self._due: dict[Key, float] = {}
         self._failures: dict[Key, int] = {}
@@ -54,6 +57,9 @@ class Schedule:
             self._due[key] = now + min(self.interval, self.retry_base * 2 ** min(failures, 16))
         elif result == "busy":
             self._due[key] = now + min(self.interval, self.retry_base)
+        elif result == "rollout":
+            self._failures.pop(key, None)
+            self._due[key] = now + self.rollout_tick
         else:
             self._failures.pop(key, None)
             self._due[key] = now + self.interval

@@ -18,7 +18,7 @@ from botfleet_operator.crd import bot_schema, validate_bot
 EXAMPLES = sorted((ROOT / "k8s/examples").glob("*.yaml"))
 ALL_FEATURES = load_values(CHARTS["bot"] / "ci/all-features-values.yaml")
 # Keys only the chart has: set by the operator (or a Helm user), not part of a Bot's spec.
-CHART_ONLY = {"serviceMonitorCRDInstalled", "managedBy"}
+CHART_ONLY = {"serviceMonitorCRDInstalled", "managedBy", "canary"}
 # Empty in the chart's defaults, so it lints and renders without values.
 EMPTY_ALLOWED = {"model.url", "model.version", "model.nluModelTag", "model.nluModelUrl", "stores.tracker.keyPrefix"}
 COMPARED = ("type", "enum", "minimum", "maximum", "minLength", "maxLength", "minItems", "maxItems", "anyOf")
@@ -111,10 +111,14 @@ def test_service_monitor_labels_every_components_series_with_bot_and_component(v
     (monitor,) = of_kind(items, "ServiceMonitor")
     (endpoint,) = monitor["spec"]["endpoints"]
     targets = {r["targetLabel"]: r["sourceLabels"] for r in endpoint["relabelings"]}
-    assert targets == {"bot": [meta_label("botfleet.io/bot")], "component": [meta_label("app.kubernetes.io/component")]}
+    assert targets == {
+        "bot": [meta_label("botfleet.io/bot")],
+        "component": [meta_label("app.kubernetes.io/component")],
+        "track": [meta_label("botfleet.io/track")],
+    }
     selector = monitor["spec"]["selector"]["matchLabels"]
     scraped = [s for s in of_kind(items, "Service") if selector.items() <= s["metadata"]["labels"].items()]
-    assert {s["metadata"]["labels"]["app.kubernetes.io/component"] for s in scraped} == {"rasa", "actions", "model-serving"}
+    assert {s["metadata"]["labels"]["app.kubernetes.io/component"] for s in scraped} == {"rasa", "actions", "model-serving", "gateway"}
     for service in scraped:
         assert service["metadata"]["labels"]["botfleet.io/bot"] == "concierge"
         assert endpoint["port"] in {p["name"] for p in service["spec"]["ports"]}
@@ -151,7 +155,7 @@ def test_vault_agent_injects_into_rasa_only():
 def test_vault_secrets_export_the_variables_the_rasa_config_reads():
     items = objects("bot", ALL_FEATURES)
     rasa = pod_annotations(items)["rasa"]
-    (config,) = of_kind(items, "ConfigMap")
+    (config,) = [c for c in of_kind(items, "ConfigMap") if c["metadata"]["name"].endswith("-rasa")]
     credentials = yaml.safe_load(config["data"]["credentials.yml"])
     endpoints = yaml.safe_load(config["data"]["endpoints.yml"])
     sources = {c["type"]: (c["credentialsFrom"]["vaultPath"], credentials[c["type"]]) for c in ALL_FEATURES["channels"] if "vaultPath" in c.get("credentialsFrom", {})}
@@ -194,7 +198,8 @@ def test_all_features_values_turn_everything_on():
     autoscalers = {h["metadata"]["name"]: h for h in of_kind(items, "HorizontalPodAutoscaler")}
     assert {m["type"] for m in autoscalers["concierge-rasa"]["spec"]["metrics"]} == {"Resource", "Pods"}
     assert {m["type"] for m in autoscalers["concierge-actions"]["spec"]["metrics"]} == {"Resource", "External"}
-    assert all("replicas" not in d["spec"] for d in of_kind(items, "Deployment"))  # HPAs own them
+    # HPAs own them (the gateway has none: it is light, and its replicas are for availability)
+    assert all("replicas" not in d["spec"] for d in of_kind(items, "Deployment") if not d["metadata"]["name"].endswith("-gateway"))
     for deployment in of_kind(items, "Deployment"):
         pod = deployment["spec"]["template"]
         assert pod["spec"]["serviceAccountName"] == "concierge" and pod["spec"]["topologySpreadConstraints"]
@@ -205,8 +210,8 @@ def test_all_features_values_turn_everything_on():
 def test_production_values_are_production_shaped():
     values = load_values(CHARTS["bot"] / "ci/production-values.yaml")
     items = objects("bot", values)
-    assert {d["metadata"]["name"]: d["spec"]["replicas"] for d in of_kind(items, "Deployment")} == {"concierge-rasa": 3, "concierge-actions": 2, "concierge-model-serving": 2}
-    assert len(of_kind(items, "PodDisruptionBudget")) == 3
+    assert {d["metadata"]["name"]: d["spec"]["replicas"] for d in of_kind(items, "Deployment")} == {"concierge-rasa": 3, "concierge-actions": 2, "concierge-model-serving": 2, "concierge-gateway": 2}
+    assert len(of_kind(items, "PodDisruptionBudget")) == 4  # the gateway runs two replicas too
     assert of_kind(items, "Ingress")[0]["spec"]["tls"]
     (monitor,) = of_kind(items, "ServiceMonitor")
     assert monitor["metadata"]["labels"]["release"] == "kube-prometheus-stack"

@@ -35,8 +35,8 @@ from botfleet_operator.main import kopf_arguments
 
 HOSTS = {"dev": "demo.dev.botfleet.example", "staging": "demo.staging.botfleet.example", "prod": "demo.botfleet.example"}
 ISSUERS = {"staging": "letsencrypt-staging", "prod": "letsencrypt-prod"}
-IMAGES = ("botfleet/operator", "botfleet/rasa", "botfleet/action-server", "botfleet/model-serving")
-COMPONENTS = {"rasa": "rasa", "actions": "actionServer", "model-serving": "modelServing"}
+IMAGES = ("botfleet/operator", "botfleet/rasa", "botfleet/action-server", "botfleet/model-serving", "botfleet/gateway")
+COMPONENTS = {"rasa": "rasa", "actions": "actionServer", "model-serving": "modelServing", "gateway": "gateway"}
 PROD_WATCHED = ["bots"]
 
 
@@ -104,11 +104,12 @@ def test_the_base_takes_the_crd_and_the_demo_bot_from_their_files():
     example = yaml.safe_load((ROOT / "k8s/examples/demo-bot.yaml").read_text())
     bot = the_bot(items)
     assert bot["metadata"] == {**example["metadata"], "namespace": BOT_NAMESPACE}
-    # The one addition: model serving's image, spelt out (it is the CRD's default) so
-    # the overlays can pin it.
-    assert bot["spec"] == {**example["spec"], "modelServing": {"image": "botfleet/model-serving:0.1.0"}}
-    crd_default = crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]["properties"]["modelServing"]
-    assert crd_default["properties"]["image"]["default"] == bot["spec"]["modelServing"]["image"]
+    # The one addition: model serving's and the gateway's images, spelt out (they are
+    # the CRD's defaults) so the overlays can pin them.
+    assert bot["spec"] == {**example["spec"], "modelServing": {"image": "botfleet/model-serving:0.1.0"}, "gateway": {"image": "botfleet/gateway:0.1.0"}}
+    for field in ("modelServing", "gateway"):
+        crd_default = crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]["properties"][field]
+        assert crd_default["properties"]["image"]["default"] == bot["spec"][field]["image"]
 
 
 def test_the_base_operator_is_exactly_the_charts_default_render():
@@ -180,7 +181,7 @@ def test_prod_keeps_every_component_available_and_spread_over_zones():
     assert set(budgets) == {f"demo-support-{c}" for c in COMPONENTS}
     assert all(b["maxUnavailable"] == 1 for b in budgets.values())
     deployments = of_kind(children, "Deployment")
-    assert len(deployments) == 3
+    assert len(deployments) == len(COMPONENTS)
     for deployment in deployments:
         pod = deployment["spec"]["template"]
         constraints = {c["topologyKey"]: c for c in pod["spec"]["topologySpreadConstraints"]}

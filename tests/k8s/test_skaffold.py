@@ -38,6 +38,7 @@ PROFILES = ("dev", "staging", "prod")
 ARTIFACTS = {
     "botfleet/rasa": (".", "services/rasa/Dockerfile"),
     "botfleet/action-server": (".", "services/action-server/Dockerfile"),
+    "botfleet/gateway": (".", "services/gateway/Dockerfile"),
     "botfleet/operator": (".", "operator/Dockerfile"),
     "botfleet/model-serving": ("model-serving", "Dockerfile"),
 }
@@ -324,6 +325,7 @@ def test_the_built_images_reach_the_pods(profile):
         "demo-bot-rasa": variables["IMAGE_FULLY_QUALIFIED_botfleet_rasa"],
         "demo-bot-actions": variables["IMAGE_FULLY_QUALIFIED_botfleet_action_server"],
         "demo-bot-model-serving": variables["IMAGE_FULLY_QUALIFIED_botfleet_model_serving"],
+        "demo-bot-gateway": variables["IMAGE_FULLY_QUALIFIED_botfleet_gateway"],
     }
 
 
@@ -355,7 +357,7 @@ def test_port_forwards_reach_rendered_services(profile):
         for service in of_kind(items, "Service"):
             services[(releases(profile)[name]["namespace"], service["metadata"]["name"])] = {p["port"] for p in service["spec"]["ports"]}
     forwards = with_profile(profile)["portForward"]
-    assert {f["port"] for f in forwards} == {5005, 5055, 8000}
+    assert {f["port"] for f in forwards} == {8080, 5005, 5055, 8000}
     for forward in forwards:
         assert forward["resourceType"] == "service"
         key = (forward["namespace"], forward["resourceName"])

@@ -50,7 +50,11 @@ SERVICES = {
     "rasa": (".venvs/rasa/bin/python", "botfleet_rasa.metrics", ["services/rasa", "services/common"]),
     "actions": (".venvs/actions/bin/python", "botfleet_actions.metrics", ["services/action-server", "services/common"]),
     "operator": (".venvs/operator/bin/python", "botfleet_operator.metrics", ["operator"]),
+    "gateway": (".venvs/gateway/bin/python", "botfleet_gateway.metrics", ["services/gateway", "services/common"]),
 }
+# Where a service keeps its metrics when not in prometheus_client's default registry:
+# the gateway gives each app its own (tests run several in one process).
+REGISTRIES = {"gateway": "botfleet_gateway.metrics.GatewayMetrics().registry"}
 # Metrics that come from Prometheus itself (up) or prometheus_client's process collector.
 EXTERNAL_METRIC = re.compile(r"^(up|process_[a-z_]+)$")
 
@@ -195,7 +199,8 @@ def exposition() -> dict[str, set[str]]:
         env = {k: v for k, v in os.environ.items() if k != "PROMETHEUS_MULTIPROC_DIR"}
         # The working tree's code, even if a venv was installed from elsewhere.
         env["PYTHONPATH"] = os.pathsep.join(str(ROOT / p) for p in paths)
-        code = f"import {module}, prometheus_client, sys; sys.stdout.write(prometheus_client.generate_latest().decode())"
+        registry = REGISTRIES.get(service, "prometheus_client.REGISTRY")
+        code = f"import {module}, prometheus_client, sys; sys.stdout.write(prometheus_client.generate_latest({registry}).decode())"
         result = run([str(interpreter), "-c", code], env=env)
         assert result.returncode == 0, f"{service}: importing {module} failed:\n{result.stderr}"
         names[service] = exported_names(result.stdout)
@@ -373,7 +378,7 @@ def scope_problems(selector: Selector, variables: set[str]) -> list[str]:
     by_job = "job" in variables and filters("job", "job")
     if metric.startswith("botfleet_operator_"):
         return [] if by_job else ['job=~"$job"']
-    if metric.startswith("botfleet_bot_"):  # the operator's per-Bot gauges
+    if metric.startswith(("botfleet_bot_", "botfleet_rollout_")):  # the operator's per-Bot gauges
         return [] if by_operator_bot else ['bot_namespace=~"$namespace"', 'bot=~"$bot"']
     if metric.startswith("botfleet_"):  # exported by the Bot's own pods
         return [] if by_bot else ['namespace=~"$namespace"', 'bot=~"$bot"']

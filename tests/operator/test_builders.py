@@ -52,6 +52,7 @@ def test_service_monitor_shape(example_objects):
         relabelings = [
             {"sourceLabels": ["__meta_kubernetes_service_label_botfleet_io_bot"], "targetLabel": "bot"},
             {"sourceLabels": ["__meta_kubernetes_service_label_app_kubernetes_io_component"], "targetLabel": "component"},
+            {"sourceLabels": ["__meta_kubernetes_service_label_botfleet_io_track"], "targetLabel": "track"},
         ]
         assert obj["spec"]["endpoints"] == [{"port": "http", "path": "/metrics", "interval": obj["spec"]["endpoints"][0]["interval"], "relabelings": relabelings}]
         assert obj["spec"]["selector"]["matchLabels"]["app.kubernetes.io/part-of"] == "botfleet"
@@ -83,7 +84,9 @@ def test_workloads_are_production_shaped(example_objects):
             assert container["securityContext"]["allowPrivilegeEscalation"] is False
             assert container["securityContext"]["capabilities"] == {"drop": ["ALL"]}
             assert container["readinessProbe"] and container["livenessProbe"]
-        assert "checksum/config" in deployment["spec"]["template"]["metadata"]["annotations"]
+        if not deployment["metadata"]["name"].endswith("-gateway"):
+            # The gateway reads no Rasa config, and re-reads its routing file in place.
+            assert "checksum/config" in deployment["spec"]["template"]["metadata"]["annotations"]
     rasa = next(d for n, d in deployments.items() if n.endswith("-rasa"))
     container = rasa["spec"]["template"]["spec"]["containers"][0]
     assert container["readinessProbe"]["httpGet"]["path"] == "/health/ready"
@@ -119,12 +122,14 @@ def test_configuration_changes_restart_pods_and_nothing_else_does():
     bot = bot_from(EXAMPLES[0])
     before = by_kind(desired_objects(bot), "Deployment")
     changed = copy.deepcopy(bot)
-    changed["spec"].setdefault("stores", {})["tracker"] = {"windowTurns": 5}
+    changed["spec"].setdefault("stores", {}).setdefault("tracker", {})["windowTurns"] = 5
     after = by_kind(desired_objects(changed), "Deployment")
     scaled = copy.deepcopy(bot)
     scaled["spec"]["actionServer"] = {"replicas": 3}
     after_scaling = by_kind(desired_objects(scaled), "Deployment")
-    for name in before:
+    (gateway,) = [n for n in before if n.endswith("-gateway")]
+    assert before[gateway] == after[gateway]
+    for name in (n for n in before if not n.endswith("-gateway")):
         checksum = before[name]["spec"]["template"]["metadata"]["annotations"]["checksum/config"]
         assert after[name]["spec"]["template"]["metadata"]["annotations"]["checksum/config"] != checksum
         assert after_scaling[name]["spec"]["template"]["metadata"]["annotations"]["checksum/config"] == checksum
@@ -149,7 +154,7 @@ def test_child_names_mirror_the_charts_truncation():
         values = chart_values(bot)
         rendered = render(name, "bots", values)
         deployments = {o["metadata"]["labels"]["app.kubernetes.io/component"]: o["metadata"]["name"] for o in rendered if o["kind"] == "Deployment"}
-        assert deployments == {c: child_name(name, c) for c in ("rasa", "actions", "model-serving")}, name
+        assert deployments == {c: child_name(name, c) for c in ("rasa", "actions", "model-serving", "gateway")}, name
     assert child_name("c" * 39 + "-", "rasa") == "c" * 39 + "-rasa"
 
 

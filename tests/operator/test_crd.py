@@ -24,7 +24,7 @@ def test_crd_shape():
     assert "bt" in crd["spec"]["names"]["shortNames"]
     version = crd["spec"]["versions"][0]
     assert version["name"] == "v1alpha1" and version["subresources"] == {"status": {}}
-    assert [c["name"] for c in version["additionalPrinterColumns"]] == ["Ready", "Model", "Phase", "Replicas", "Age"]
+    assert [c["name"] for c in version["additionalPrinterColumns"]] == ["Ready", "Model", "Phase", "Rollout", "Weight", "Replicas", "Age"]
 
 
 def walk(schema, path="spec"):

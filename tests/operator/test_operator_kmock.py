@@ -163,7 +163,7 @@ async def settled(kmock, quiet=1.5, timeout=20.0):
 
 
 async def ready_deployments(kmock, name="hello"):
-    for component in ("rasa", "actions", "model-serving"):
+    for component in ("rasa", "actions", "model-serving", "gateway"):
         await patch(kmock, f"/apis/apps/v1/namespaces/{NS}/deployments/{name}-{component}/status", {"status": {"readyReplicas": 1, "updatedReplicas": 1, "observedGeneration": 1}})
 
 
@@ -177,7 +177,7 @@ async def test_create_applies_children_and_status_follows_them(emulator):
         # Server-side apply: a PATCH with the apply content type, the operator's field
         # manager and force; children are never POSTed or merge-patched.
         sent = applies(emulator, dry_run=False)
-        assert {r.name for r in sent} >= {"hello-rasa", "hello-actions", "hello-model-serving"}
+        assert {r.name for r in sent} >= {"hello-rasa", "hello-actions", "hello-model-serving", "hello-gateway"}
         assert all(r.params.get("fieldManager") == "botfleet-operator" and r.params.get("force") == "true" for r in sent)
         assert not [w for w in writes(emulator) if w[0] == "POST" and w[1] not in ("secrets", "bots")]
         # The generated API token, created once, owned by the Bot.
@@ -189,8 +189,8 @@ async def test_create_applies_children_and_status_follows_them(emulator):
         await ready_deployments(emulator)
         bot = await eventually(lambda: (b := the_bot(emulator)) and b["status"]["phase"] == "Ready" and b)
         assert condition(bot, "Ready")["status"] == "True" and condition(bot, "ModelLoaded")["status"] == "True"
-        assert bot["status"]["currentModelVersion"] == "1.0.0" and bot["status"]["replicas"] == "3/3"
-        assert bot["status"]["endpoints"]["rest"] == "http://hello-rasa.bots.svc:5005/webhooks/rest/webhook"
+        assert bot["status"]["currentModelVersion"] == "1.0.0" and bot["status"]["replicas"] == "4/4"
+        assert bot["status"]["endpoints"]["rest"] == "http://hello-gateway.bots.svc:8080/webhooks/rest/webhook"
         assert "reconcile_bot" not in bot["status"]  # handlers return nothing into status
         created = events(emulator, "Created")
         assert len(created) == 1 and "Secret hello-api-token" in created[0]["message"]

@@ -129,8 +129,8 @@ def test_a_new_bot_is_applied_without_reading_its_children_first():
     children = [key for key in kube.objects if key[0] != "Secret"]
     assert len(children) >= 9 and not outcome.problems
     assert kube.count("APPLY") == len(children) and kube.count("DRYRUN") == 0 and kube.count("LIST") == 0
-    # discovery, the ServiceMonitor CRD, the token Secret, then the three Deployments
-    assert kube.count("GET") == 1 + 1 + 1 + 3
+    # discovery, the ServiceMonitor CRD, the token Secret, then the four Deployments
+    assert kube.count("GET") == 1 + 1 + 1 + 4
     assert [reason for reason, _ in outcome.events] == ["Created"]  # one Event, not one per child
     assert "Deployment hello-rasa" in outcome.events[0][1] and "Secret hello-api-token" in outcome.events[0][1]
 
@@ -230,7 +230,7 @@ def test_a_spec_change_updates_and_removes_fields():
     container = rasa["spec"]["template"]["spec"]["containers"][0]
     assert "FEATURE" not in {e["name"] for e in container["env"]}
     assert "team" not in rasa["spec"]["template"]["metadata"]["annotations"]
-    assert ("Updated", "updated Deployment hello-actions, Deployment hello-model-serving, Deployment hello-rasa to the Bot's spec") in outcome.events
+    assert ("Updated", "updated Deployment hello-actions, Deployment hello-gateway, Deployment hello-model-serving, Deployment hello-rasa to the Bot's spec") in outcome.events
 
 
 def test_replicas_are_left_to_the_hpa_while_autoscaling_is_on():
@@ -353,7 +353,7 @@ def test_a_deployment_event_refreshes_the_status():
     kube = MemoryKube()
     bot = a_bot()
     reconcile(kube, bot, new=True)
-    for component in ("rasa", "actions", "model-serving"):
+    for component in ("rasa", "actions", "model-serving", "gateway"):
         kube.live("Deployment", f"hello-{component}")["status"] = {"readyReplicas": 1, "updatedReplicas": 1, "observedGeneration": 1}
     live = kube.live("Deployment", "hello-rasa")
     outcome = reconciler.reconcile_child(kube, bot, "Deployment", "hello-rasa", copy.deepcopy(live))

@@ -58,11 +58,51 @@ topologySpreadConstraints: {{- toYaml . | nindent 2 }}
 {{/* Pod annotations: the config checksum (pods restart when configuration changes)
      and the user's own. */}}
 {{- define "bot.podAnnotations" -}}
-checksum/config: {{ include (print .Template.BasePath "/configmap.yaml") . | sha256sum }}
-botfleet.io/model-version: {{ .Values.model.version | quote }}
-{{- with .Values.podTemplate.annotations }}
+{{ include "bot.podAnnotationsFor" (dict "root" . "modelVersion" .Values.model.version) }}
+{{- end -}}
+
+{{/* podAnnotationsFor (dict root modelVersion): the same, for one rollout track's model. */}}
+{{- define "bot.podAnnotationsFor" -}}
+checksum/config: {{ include (print .root.Template.BasePath "/configmap.yaml") .root | sha256sum }}
+botfleet.io/model-version: {{ .modelVersion | quote }}
+{{- with .root.Values.podTemplate.annotations }}
 {{ toYaml . }}
 {{- end }}
+{{- end -}}
+
+{{/* tracks: the Rasa tracks to run, as a YAML list: the stable track (the Bot's model,
+     Deployment "<bot>-rasa") and, while the operator runs a canary rollout, the canary
+     track (the new model, "<bot>-rasa-canary"). The canary's pods get their own
+     component label so that the stable Deployment's (immutable) selector and the
+     "<bot>-rasa" Service never match them; botfleet.io/track tells the two apart in
+     metrics. */}}
+{{- define "bot.tracks" -}}
+- track: stable
+  suffix: ""
+  component: rasa
+  model: {{- toYaml .Values.model | nindent 4 }}
+  replicas: {{ .Values.rasa.replicas }}
+  autoscaled: {{ .Values.rasa.autoscaling.enabled }}
+  modelServing: {{ include "bot.name" . }}-model-serving
+{{- if .Values.canary.enabled }}
+- track: canary
+  suffix: -canary
+  component: rasa-canary
+  model: {{- toYaml .Values.canary.model | nindent 4 }}
+  replicas: {{ .Values.canary.replicas }}
+  autoscaled: false
+  modelServing: {{ include "bot.name" . }}-model-serving{{ if include "bot.canaryNeedsModelServing" . }}-canary{{ end }}
+{{- end }}
+{{- end -}}
+
+{{/* canaryNeedsModelServing: non-empty when the canary's NLU model differs from the
+     stable one's, so the canary track gets a model-serving Deployment of its own. */}}
+{{- define "bot.canaryNeedsModelServing" -}}
+{{- if and .Values.modelServing.enabled .Values.canary.enabled -}}
+{{- if or (ne (.Values.canary.model.nluModelTag | default "") (.Values.model.nluModelTag | default "")) (ne (.Values.canary.model.nluModelUrl | default "") (.Values.model.nluModelUrl | default "")) -}}
+true
+{{- end -}}
+{{- end -}}
 {{- end -}}
 
 {{/* Vault Agent Injector annotations, for Rasa's pods only: Rasa is the only

@@ -3,6 +3,7 @@
     botfleet nlu eval --train FILE --test FILE --pipeline diet|botfleet [--oos FILE]
                       [--threshold 0.65] [--min-accuracy X] [--min-macro-f1 X]
                       [--min-oos-recall X] [--out FILE]
+    botfleet rollout status|promote|pause|resume|abort BOT [-n NAMESPACE] [--json]
 
 Prints one JSON document on stdout. Exit codes: 0 every gate passed, 1 a gate failed,
 2 bad usage or input, 3 the pipeline itself failed (training or inference).
@@ -125,6 +126,8 @@ def parser() -> argparse.ArgumentParser:
     size.add_argument("--train-per-intent", type=int, default=None, help="train on N examples per intent (few-shot), test on the rest")
     split_cmd.add_argument("--seed", type=int, default=42)
     split_cmd.set_defaults(handler=nlu_split)
+    # Parsed by the operator's own command (see rollout()); listed here for --help.
+    commands.add_parser("rollout", help="show and steer a Bot's canary rollout: status|promote|pause|resume|abort BOT", add_help=False)
     return root
 
 
@@ -149,7 +152,21 @@ def nlu_split(args: argparse.Namespace) -> int:
     return 0
 
 
+def rollout(argv: list[str]) -> int:
+    """`botfleet rollout ...` is the operator's own command (operator/botfleet_operator/
+    rollout/cli.py), run in the operator's venv: it speaks the Bot's status as the
+    operator writes it. Its exit codes: 0 done, 1 refused, 2 bad input, 3 the API."""
+    python = venvs() / "operator/bin/python"
+    if not python.exists():
+        print(json.dumps({"error": f"{python} not found: run `make venvs` first"}), file=sys.stderr)
+        return EXIT_PIPELINE_FAILED
+    return subprocess.run([str(python), "-m", "botfleet_operator.rollout.cli", *argv], check=False).returncode
+
+
 def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["rollout"]:
+        return rollout(argv[1:])
     args = parser().parse_args(argv)
     return int(args.handler(args))
 

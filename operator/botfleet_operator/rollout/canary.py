@@ -302,6 +302,18 @@ def _new_version(state: RolloutState, version: str, now: float) -> Transition:
     return Transition(replace(fresh, message=message), (SetWeight(0), Event("Normal", "RolloutRestarted", message)))
 
 
+def allows(state: RolloutState, command: Command) -> bool:
+    """Whether the rollout's phase takes `command` now (what _command acts on; the CLI
+    refuses the rest before setting the annotation)."""
+    phase = state.phase
+    before_promotion = phase in ("Initializing", "Progressing", "Paused")
+    if command in ("abort", "promote"):
+        return before_promotion
+    if command == "pause":
+        return phase in ("Initializing", "Progressing") or (phase == "Paused" and state.pause_reason != PAUSE_MANUAL)
+    return phase == "Paused"
+
+
 def _command(state: RolloutState, steps: tuple[Step, ...], command: Command, now: float) -> Transition | Event:
     """The command's transition, or the Event saying why the phase does not allow it."""
     phase = state.phase
