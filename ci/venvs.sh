@@ -65,6 +65,9 @@ if [ "$which" = all ] || [ "$which" = serving ]; then
   # BentoML needs pydantic 2 and torch (the CPU build pinned in requirements.txt).
   make_venv serving "$PY311" model-serving/requirements.txt model-serving/pyproject.toml
 fi
+if [ "$which" = all ] || [ "$which" = gateway ]; then
+  make_venv gateway "$PY311" services/gateway/requirements.txt services/gateway/requirements-test.txt services/common/pyproject.toml services/gateway/pyproject.toml
+fi
 if [ "$which" = all ] || [ "$which" = dev ]; then
   make_venv dev "$PY311" tests/requirements.txt ci/cli/pyproject.toml
 fi

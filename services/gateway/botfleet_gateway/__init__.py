@@ -1,0 +1,1 @@
+"""botfleet webhook gateway."""

@@ -1,0 +1,3 @@
+from botfleet_gateway.main import main
+
+main()
