@@ -128,6 +128,7 @@ IMAGES = {
     "action-server": Spec("services/action-server/Dockerfile", "."),
     "model-serving": Spec("model-serving/Dockerfile", "model-serving"),
     "operator": Spec("operator/Dockerfile", "."),
+    "gateway": Spec("services/gateway/Dockerfile", "."),
 }
 
 

@@ -2,8 +2,9 @@
 """Runs the demo bot locally: `up`, `down`, `status`, `restart SERVICE`,
 `replica PORT` (one more Rasa sharing the stores), `stop NAME`.
 
-`up` trains when the bot changed, prepares the database, starts the action server and
-the Rasa server, waits until both are healthy, prints the endpoints and returns.
+`up` trains when the bot changed, prepares the database, starts the action server, the
+Rasa server and the webhook gateway in front of it, waits until they are healthy, prints
+the endpoints and returns.
 Redis, PostgreSQL and RabbitMQ are used when reachable; each missing one is replaced by
 an embedded default (in-memory tracker and lock store, SQLite, no broker), with a notice.
 
@@ -15,6 +16,7 @@ Settings (environment):
   BOTFLEET_WINDOW_TURNS   20      user turns kept in the active tracker
   BOTFLEET_EMBEDDED       1 to ignore the real services
   RASA_PORT / ACTIONS_PORT   5005 / 5055
+  GATEWAY_PORT            8080: the webhook gateway, where channels enter (in front of Rasa)
   RASA_TOKEN / BOTFLEET_AGENT_TOKEN   API tokens (generated once into the run dir)
   SANIC_WORKERS           Rasa workers (1; socketio needs 1)
   BOTFLEET_PIPELINE       diet (config.yml, in-process NLU) or botfleet (config.botfleet.yml:
@@ -49,6 +51,7 @@ BOT = ROOT / "bots/demo"
 RASA_VENV = ROOT / ".venvs/rasa/bin"
 ACTIONS_VENV = ROOT / ".venvs/actions/bin"
 SERVING_VENV = ROOT / ".venvs/serving/bin"
+GATEWAY_VENV = ROOT / ".venvs/gateway/bin"
 # stock: Rasa's default config and stores (in memory, no broker), for benchmarks only.
 PIPELINE_CONFIGS = {"diet": "config.yml", "botfleet": "config.botfleet.yml", "stock": "config.stock.yml"}
 NLU_MODEL_NAME = "botfleet-nlu"
@@ -230,6 +233,7 @@ def prepare(run: Path) -> dict[str, Any]:
         "bentoml_home": bentoml_home(),
         "rasa_port": env("RASA_PORT", "5005"),
         "actions_port": env("ACTIONS_PORT", "5055"),
+        "gateway_port": env("GATEWAY_PORT", "8080"),
         "rasa_token": persistent_token(run, "rasa_token", "RASA_TOKEN"),
         "agent_token": persistent_token(run, "agent_token", "BOTFLEET_AGENT_TOKEN"),
     }
@@ -332,6 +336,28 @@ def start_rasa(run: Path, config: dict[str, Any], port: str | None = None) -> No
     wait_healthy(name, f"http://127.0.0.1:{port}/health/ready", process, run / f"{name}.log", 300)
 
 
+def start_gateway(run: Path, config: dict[str, Any]) -> None:
+    """The webhook gateway in front of Rasa, as in a cluster: one track (no rollout runs
+    locally), conversations recorded in Redis when it is reachable."""
+    port = config["gateway_port"]
+    settings = config["settings"]
+    extra = {
+        "BOTFLEET_STABLE_URL": f"http://127.0.0.1:{config['rasa_port']}",
+        "BOTFLEET_SERVICE_NAME": "gateway",
+        "BOTFLEET_BOT": "demo",
+        "BOTFLEET_KEY_PREFIX": f"{settings['REDIS_KEY_PREFIX']}:",
+    }
+    if config["available"]["redis"]:
+        password = f":{urllib.parse.quote(settings['REDIS_PASSWORD'])}@" if settings["REDIS_PASSWORD"] else ""
+        extra["BOTFLEET_REDIS_URL"] = f"redis://{password}{settings['REDIS_HOST']}:{settings['REDIS_PORT']}/{settings['REDIS_DB']}"
+    else:
+        # No Redis: nothing to keep a conversation's track in, and one track to send it to.
+        extra["BOTFLEET_REDIS_URL"] = "redis://127.0.0.1:1/0"
+    process = start("gateway", [str(GATEWAY_VENV / "python"), "-m", "botfleet_gateway", "--host", "127.0.0.1", "--port", port],
+                    run, extra, ROOT)
+    wait_healthy("gateway", f"http://127.0.0.1:{port}/readyz", process, run / "gateway.log", 60)
+
+
 def up() -> None:
     run = stack_dir()
     down(quiet=True)
@@ -340,22 +366,25 @@ def up() -> None:
         start_model_serving(run, config)
     start_actions(run, config)
     start_rasa(run, config)
+    start_gateway(run, config)
     available = config["available"]
     rasa = f"http://127.0.0.1:{config['rasa_port']}"
     actions = f"http://127.0.0.1:{config['actions_port']}"
+    gateway = f"http://127.0.0.1:{config['gateway_port']}"
     print(
         f"""
 botfleet demo bot is up ({'real services' if all(available.values()) else 'with embedded defaults'}):
-  REST channel     {rasa}/webhooks/rest/webhook
-  socket.io        {rasa}/socket.io
+  REST channel     {gateway}/webhooks/rest/webhook   (through the gateway; Rasa itself on {rasa})
+  socket.io        {gateway}/socket.io
+  Gateway metrics  {gateway}/metrics
   Rasa HTTP API    {rasa}/status?token=$(cat {run}/rasa_token)
   Rasa metrics     {rasa}/metrics     readiness {rasa}/health/ready
   NLU pipeline     {config['pipeline']}{f"  (model server http://127.0.0.1:{config['nlu_port']}, model {config['nlu_tag']})" if config['nlu_tag'] else ''}
   Action server    {actions}/webhook   metrics {actions}/metrics
   Agent API        {actions}/agent/handoffs  (Authorization: Bearer $(cat {run}/agent_token))
   Stores           redis={available['redis']} postgresql={available['postgresql']} rabbitmq={available['rabbitmq']}
-  Logs             {run}/rasa.log {run}/actions.log
-Try: curl -s -XPOST {rasa}/webhooks/rest/webhook -d '{{"sender": "me", "message": "hi"}}'
+  Logs             {run}/rasa.log {run}/actions.log {run}/gateway.log
+Try: curl -s -XPOST {gateway}/webhooks/rest/webhook -d '{{"sender": "me", "message": "hi"}}'
 """
     )
 
@@ -372,7 +401,7 @@ def restart(service: str) -> None:
     run = stack_dir()
     config = json.loads((run / "stack.json").read_text())
     stop(service, run)
-    {"actions": start_actions, "rasa": start_rasa, "model-serving": start_model_serving}[service](run, config)
+    {"actions": start_actions, "rasa": start_rasa, "model-serving": start_model_serving, "gateway": start_gateway}[service](run, config)
 
 
 def status() -> int:
@@ -396,7 +425,7 @@ def main(argv: list[str]) -> int:
         down()
     elif command == "status":
         return status()
-    elif command == "restart" and len(argv) == 3 and argv[2] in ("actions", "rasa", "model-serving"):
+    elif command == "restart" and len(argv) == 3 and argv[2] in ("actions", "rasa", "model-serving", "gateway"):
         restart(argv[2])
     elif command == "replica" and len(argv) == 3 and argv[2].isdigit():
         run = stack_dir()

@@ -18,7 +18,9 @@ import os
 import subprocess
 import sys
 import threading
+import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from pathlib import Path
 from typing import Any, Callable
@@ -237,3 +239,154 @@ TRANSIENT = (subprocess.CalledProcessError, OSError, KeyError, ValueError)
 def eventually(check: Callable[[], Any], timeout: float, interval: float = 2.0, what: str = "condition") -> Any:
     """cluster_support.wait_for, tolerating the transient errors of a cluster in motion."""
     return wait_for(check, timeout, interval=interval, message=what, tolerate=TRANSIENT)
+
+
+# --- model rollouts: variants of the demo model, and a Prometheus that scrapes the Bots --
+
+
+def train_variant(directory: Path, name: str, edit: Callable[[dict[str, Any]], None]) -> str:
+    """A model of the demo bot trained with its config changed by `edit` (a copy of the
+    bot under .run, so the content-hash cache of ci/train.py applies); returns the
+    archive's name in `directory`."""
+    import shutil
+
+    copy_dir = RUN / "variants" / name
+    if copy_dir.exists():
+        shutil.rmtree(copy_dir / "data", ignore_errors=True)
+    copy_dir.mkdir(parents=True, exist_ok=True)
+    for item in ("domain.yml", "data"):
+        source = ROOT / "bots/demo" / item
+        if source.is_dir():
+            shutil.copytree(source, copy_dir / item, dirs_exist_ok=True)
+        else:
+            shutil.copy(source, copy_dir / item)
+    config = yaml.safe_load((ROOT / "bots/demo/config.yml").read_text())
+    edit(config)
+    (copy_dir / "config.yml").write_text(yaml.safe_dump(config, sort_keys=False))
+    model = run([sys.executable, str(ROOT / "ci/train.py"), str(copy_dir)]).stdout.strip()
+    target = directory / f"{name}.tar.gz"
+    target.write_bytes(Path(model).read_bytes())
+    return target.name
+
+
+PROMETHEUS_PORT = 19090
+
+
+def bots_prometheus_config(api_server: str, ca_file: Path, token_file: Path, namespace: str = BOTS_NAMESPACE) -> dict[str, Any]:
+    """What the Prometheus Operator makes of charts/bot's ServiceMonitor: every Service
+    of a Bot (port http, /metrics), found through the API server's endpoints, with the
+    target labels the ServiceMonitor adds (namespace, bot, component, track)."""
+    label = "__meta_kubernetes_service_label_"
+    return {
+        "global": {"scrape_interval": "2s", "evaluation_interval": "2s"},
+        "scrape_configs": [{
+            "job_name": "bots",
+            "metrics_path": "/metrics",
+            "kubernetes_sd_configs": [{
+                "role": "endpoints", "api_server": api_server, "namespaces": {"names": [namespace]},
+                "tls_config": {"ca_file": str(ca_file)}, "authorization": {"credentials_file": str(token_file)},
+            }],
+            "relabel_configs": [
+                {"source_labels": [f"{label}app_kubernetes_io_part_of"], "regex": "botfleet", "action": "keep"},
+                {"source_labels": ["__meta_kubernetes_endpoint_port_name"], "regex": "http", "action": "keep"},
+                {"source_labels": ["__meta_kubernetes_namespace"], "target_label": "namespace"},
+                {"source_labels": ["__meta_kubernetes_pod_name"], "target_label": "pod"},
+                {"source_labels": [f"{label}botfleet_io_bot"], "target_label": "bot"},
+                {"source_labels": [f"{label}app_kubernetes_io_component"], "target_label": "component"},
+                {"source_labels": [f"{label}botfleet_io_track"], "target_label": "track"},
+            ],
+        }],
+    }
+
+
+def start_prometheus(state_dir: Path, node_ip: str, port: int = PROMETHEUS_PORT) -> subprocess.Popen[bytes]:
+    """Debian's Prometheus on the node's address (the operator's pods query it there),
+    scraping the Bots' pods over the pod network."""
+    import shutil
+
+    root = RUN / "prometheus"
+    shutil.rmtree(root, ignore_errors=True)
+    root.mkdir(parents=True)
+    pki = state_dir / "pki"
+    config = bots_prometheus_config("https://127.0.0.1:16443", pki / "ca.crt", pki / "admin.token")
+    (root / "prometheus.yml").write_text(yaml.safe_dump(config))
+    binary = shutil.which("prometheus") or "/usr/bin/prometheus"
+    log = open(root / "prometheus.log", "wb")  # noqa: SIM115 (the server's, closed when it exits)
+    process = subprocess.Popen([binary, f"--config.file={root / 'prometheus.yml'}", f"--storage.tsdb.path={root / 'data'}",
+                                f"--web.listen-address={node_ip}:{port}", "--storage.tsdb.retention.time=2h"],
+                               stdout=log, stderr=subprocess.STDOUT)
+
+    def ready() -> bool:
+        try:
+            with urllib.request.urlopen(f"http://{node_ip}:{port}/-/ready", timeout=2) as response:
+                return response.status == 200
+        except OSError:
+            if process.poll() is not None:
+                raise RuntimeError(f"prometheus exited: {(root / 'prometheus.log').read_text()[-2000:]}") from None
+            return False
+
+    wait_for(ready, 60, interval=0.5, message="Prometheus ready")
+    return process
+
+
+def prometheus_query(url: str, promql: str) -> list[dict[str, Any]]:
+    query = urllib.parse.urlencode({"query": promql})
+    with urllib.request.urlopen(f"{url}/api/v1/query?{query}", timeout=10) as response:
+        return list(json.loads(response.read())["data"]["result"])
+
+
+class Conversations:
+    """Users talking to a Bot through its gateway while a rollout runs: new
+    conversations keep starting (so the canary gets its share of them) and every one
+    says a few things, one message at a time. Records every sender id."""
+
+    LINES = (
+        ("hello", "I want to fly to Berlin", "next friday"),
+        ("hi there", "what is the status of my order", "thanks"),
+        ("good morning", "can I book a flight to Paris", "tomorrow"),
+        ("hey", "where is my package", "bye"),
+    )
+
+    def __init__(self, gateway_url: str, prefix: str, users: int = 3, pause: float = 0.5) -> None:
+        self.url, self.prefix, self.users, self.pause = gateway_url, prefix, users, pause
+        self.senders: list[str] = []
+        self.errors: list[str] = []
+        self.stopping = threading.Event()
+        self.threads = [threading.Thread(target=self._user, args=(i,), daemon=True) for i in range(users)]
+
+    def __enter__(self) -> Conversations:
+        for thread in self.threads:
+            thread.start()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.stopping.set()
+        for thread in self.threads:
+            thread.join(timeout=120)
+
+    def _user(self, index: int) -> None:
+        number = 0
+        while not self.stopping.is_set():
+            sender = f"{self.prefix}-{index}-{number}"
+            self.senders.append(sender)
+            for text in self.LINES[number % len(self.LINES)]:
+                if self.stopping.is_set():
+                    return
+                status, replies = post_json(f"{self.url}/webhooks/rest/webhook", {"sender": sender, "message": text}, timeout=60)
+                if status != 200:
+                    self.errors.append(f"{sender}: {status} {replies}")
+                time.sleep(self.pause)
+            number += 1
+
+
+def model_ids(rasa_url: str, token: str, sender: str, before: float | None = None) -> list[str]:
+    """The model id Rasa recorded on each of the conversation's events (in order), up to
+    a moment if given."""
+    status, tracker = get_json(f"{rasa_url}/conversations/{sender}/tracker?token={token}")
+    assert status == 200, (status, tracker)
+    found = []
+    for event in tracker["events"]:
+        model = (event.get("metadata") or {}).get("model_id")
+        if model and (before is None or event["timestamp"] < before):
+            found.append(model)
+    return found

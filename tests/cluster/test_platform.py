@@ -10,13 +10,17 @@ ones created, as an operator's user would.
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import time
+import urllib.error
+import urllib.request
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import cluster_support
 import pytest
 import yaml
 from cluster_support import audit_events, kubectl
@@ -25,24 +29,30 @@ from platform_support import (
     MODEL_PORT,
     OPERATOR_NAMESPACE,
     OPERATOR_USER,
+    PROMETHEUS_PORT,
     RESYNC_SECONDS,
     ROOT,
     RUN,
+    Conversations,
     crd_files,
     eventually,
     example_bot,
     get_json,
+    model_ids,
     operator_objects,
     post_json,
     prepare_database,
+    prometheus_query,
     say,
     serve_models,
+    start_prometheus,
     store_objects,
     train_models,
+    train_variant,
 )
 
 READY_TIMEOUT = 900  # a cold node pulls nothing, but loads TensorFlow and torch on 2 cores
-COMPONENTS = ("rasa", "actions", "model-serving")
+COMPONENTS = ("rasa", "actions", "model-serving", "gateway")
 WRITES = {"create", "update", "patch", "delete", "deletecollection"}
 
 
@@ -213,6 +223,20 @@ def test_the_minimal_bot_holds_a_conversation_through_its_service(platform):
     assert "passengers" in " ".join(say(rasa, sender, "next friday")).lower()
 
 
+def test_channels_reach_rasa_through_the_gateway_which_keeps_the_conversation_in_redis(platform):
+    gateway = service_url("hello", "gateway", 8080)
+    sender = f"k8s-gw-{uuid.uuid4().hex[:8]}"
+    assert say(gateway, sender, "I want to fly to Berlin") == ["What date would you like to travel?"]
+    # The gateway recorded the conversation's track under the Bot's key prefix.
+    keys = subprocess.run(["redis-cli", "--scan", "--pattern", f"*gateway:track:*{sender}"], capture_output=True, text=True, check=True).stdout.split()
+    assert len(keys) == 1, keys
+    # A malformed body is the caller's mistake: a 4xx from the gateway, never a 5xx.
+    request = urllib.request.Request(f"{gateway}/webhooks/rest/webhook", data=b"{not json", headers={"Content-Type": "application/json"})
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(request, timeout=30)
+    assert 400 <= refused.value.code < 500
+
+
 def test_rasas_api_needs_the_token_the_operator_generated(platform):
     rasa = service_url("hello")
     status, _ = get_json(f"{rasa}/status")
@@ -335,8 +359,8 @@ def test_a_disabled_component_loses_its_children_and_its_status(platform):
     eventually(lambda: not [n for names in children("hello").values() for n in names if "model-serving" in n], 120,
                what="model-serving's Deployment, Service, NetworkPolicy and pods deleted")
     bot = wait_ready("hello")
-    assert set(bot["status"]["components"]) == {"rasa", "actions"}
-    assert bot["status"]["replicas"] == "2/2"
+    assert set(bot["status"]["components"]) == {"rasa", "actions", "gateway"}
+    assert bot["status"]["replicas"] == "3/3"
 
 
 def test_a_degraded_bot_recovers_by_itself(platform):
@@ -420,8 +444,8 @@ def test_the_demo_bot_runs_and_its_intents_come_from_the_model_server(platform):
     apply(demo)
     # Two replicas want PodDisruptionBudgets, and 1.20 serves no policy/v1: the Bot says
     # so (APIUnavailable) and runs everything else.
-    bot = eventually(lambda: (b := get("bot", "demo-support")) and b.get("status", {}).get("replicas") == "5/5"
-                     and condition(b, "ModelLoaded").get("status") == "True" and b, READY_TIMEOUT, interval=5, what="demo-support 5/5")
+    bot = eventually(lambda: (b := get("bot", "demo-support")) and b.get("status", {}).get("replicas") == "6/6"
+                     and condition(b, "ModelLoaded").get("status") == "True" and b, READY_TIMEOUT, interval=5, what="demo-support 6/6")
     degraded = condition(bot, "Degraded")
     assert degraded.get("reason") == "APIUnavailable" and "policy/v1" in degraded["message"], degraded
     assert "autoscaling/v2" not in degraded["message"]
@@ -445,6 +469,161 @@ def test_the_demo_bot_stores_its_data_in_postgresql(platform):
                           capture_output=True, text=True, check=True)
     assert rows.stdout.strip() == "1"
     delete_bot("demo-support")
+
+
+# --- model rollouts: a canary of the demo model, judged by a real Prometheus ----------
+#
+# Two Rasa tracks run as pods of one Bot, the gateway keeps each conversation on one of
+# them, Debian's Prometheus scrapes both (found through the API server, labelled as the
+# ServiceMonitor labels them), and the operator in its pods queries it. A bad canary
+# (the demo model with its fallback threshold at 0.99) must be rolled back by the
+# analysis alone; a good one (the same config, another seed) promoted.
+
+ROLLOUT_TIMEOUT = 900
+
+
+@pytest.fixture(scope="module")
+def prometheus(platform: Platform, cluster: Any) -> Any:
+    process = start_prometheus(cluster.state_dir, platform.node_ip)
+    yield f"http://{platform.node_ip}:{PROMETHEUS_PORT}"
+    process.terminate()
+    process.wait(timeout=30)
+
+
+@pytest.fixture(scope="module")
+def variants(platform: Platform) -> dict[str, str]:
+    """The canaries: trained once per content of their inputs (about 2 minutes each)."""
+    def falls_back(config: dict[str, Any]) -> None:
+        for component in config["pipeline"]:
+            if component["name"] == "FallbackClassifier":
+                component["threshold"] = 0.99
+
+    def reseeded(config: dict[str, Any]) -> None:
+        for component in config["pipeline"] + config["policies"]:
+            if "random_seed" in component:
+                component["random_seed"] = 7
+
+    models = RUN / "models"
+    return {"bad": train_variant(models, "demo-falls-back", falls_back), "good": train_variant(models, "demo-reseeded", reseeded)}
+
+
+def rollout_bot(platform: Platform, prometheus: str, model_file: str, version: str) -> dict[str, Any]:
+    canary = {
+        "steps": [{"setWeight": 30}, {"setWeight": 60}],
+        "drainSeconds": 120,
+        # The interval leaves room for the kubelet to bring the routing ConfigMap to
+        # the gateway (up to about a minute): until then the canary gets no
+        # conversations, and an analysis without data is inconclusive, not a failure.
+        "analysis": {"interval": "30s", "threshold": 3, "prometheus": {"address": prometheus},
+                     "metrics": [{"name": "fallback_rate"}, {"name": "action_error_rate"}]},
+    }
+    return minimal_bot(platform, "rollout", model={"url": f"http://{platform.node_ip}:{MODEL_PORT}/{model_file}", "version": version},
+                       modelServing={"enabled": False}, rollout={"strategy": "Canary", "canary": canary})
+
+
+def rollout_status() -> dict[str, Any]:
+    return ((get("bot", "rollout") or {}).get("status") or {}).get("rollout") or {}
+
+
+def rollout_cli(*args: str) -> tuple[int, Any]:
+    result = subprocess.run([str(ROOT / ".venvs/operator/bin/python"), "-m", "botfleet_operator.rollout.cli", *args,
+                             "-n", BOTS_NAMESPACE, "--json"], capture_output=True, text=True, timeout=60,
+                            env={**os.environ, "KUBECONFIG": str(cluster_support.cluster_info().kubeconfig)})
+    return result.returncode, json.loads(result.stdout or result.stderr or "null")
+
+
+def served_model_id(url: str, token: str) -> str:
+    status, body = get_json(f"{url}/status?token={token}")
+    assert status == 200, body
+    return str(body["model_id"])
+
+
+def wait_rollout(phase: str, timeout: float = ROLLOUT_TIMEOUT) -> dict[str, Any]:
+    def reached() -> dict[str, Any] | None:
+        status = rollout_status()
+        return status if status.get("phase") == phase else None
+
+    try:
+        return eventually(reached, timeout, interval=3, what=f"rollout {phase}")
+    except AssertionError:
+        print(json.dumps(rollout_status(), indent=2))
+        print(kubectl("get", "pods", "-n", BOTS_NAMESPACE, "-o", "wide", check=False).stdout)
+        raise
+
+
+def one_model_each(senders: list[str], token: str, before: float) -> dict[str, str]:
+    """Every conversation's model, as Rasa recorded it on its events before `before`;
+    asserts none saw two."""
+    rasa = service_url("rollout")
+    seen = {}
+    for sender in senders:
+        ids = set(model_ids(rasa, token, sender, before=before))
+        assert len(ids) <= 1, f"conversation {sender} saw models {ids}"
+        if ids:
+            seen[sender] = ids.pop()
+    return seen
+
+
+def test_a_bad_canary_is_rolled_back_by_the_analysis_alone(platform, prometheus, variants):
+    # The node has two cores: only this Bot's pods run now.
+    for other in json.loads(kubectl("get", "bots", "-n", BOTS_NAMESPACE, "-o", "json").stdout)["items"]:
+        delete_bot(other["metadata"]["name"])
+    apply(rollout_bot(platform, prometheus, platform.models["demo-diet"], "1.0.0"))
+    wait_ready("rollout")
+    token = api_token("rollout")
+    stable_id = served_model_id(service_url("rollout"), token)
+    with Conversations(service_url("rollout", "gateway", 8080), f"bad-{uuid.uuid4().hex[:6]}") as users:
+        apply(rollout_bot(platform, prometheus, variants["bad"], "2.0.0-bad"))
+        eventually(lambda: rollout_status().get("phase") in ("Initializing", "Progressing"), 120, what="the rollout started")
+        failed = wait_rollout("Failed")
+        time.sleep(5)
+    assert failed["failedChecks"] >= 3 and failed["canaryWeight"] == 0, failed
+    assert failed["lastAnalysis"]["fallback_rate"]["status"] == "fail", failed
+    assert failed["lastAnalysis"]["fallback_rate"]["value"] > failed["lastAnalysis"]["fallback_rate"]["stableValue"]
+    bot = get("bot", "rollout")
+    assert bot["status"]["stableModel"]["version"] == "1.0.0"
+    stable = get("deployment", "rollout-rasa")
+    assert stable["spec"]["template"]["metadata"]["annotations"]["botfleet.io/model-version"] == "1.0.0"
+    reasons = {e["reason"]: e for e in bot_events("rollout")}
+    assert "RolloutStarted" in reasons and reasons["RolloutFailed"]["type"] == "Warning"
+    assert "fallback_rate" in reasons["RolloutFailed"]["message"]
+    # Prometheus really saw both tracks of the Bot.
+    tracks = {r["metric"]["track"] for r in prometheus_query(prometheus, 'botfleet_messages_total{bot="rollout", direction="in"}')}
+    assert tracks == {"stable", "canary"}, tracks
+    # Until the rollback, no conversation saw two models; both tracks had some.
+    seen = one_model_each(users.senders, token, before=failed["finishedAt"])
+    assert stable_id in seen.values() and len(set(seen.values())) == 2, set(seen.values())
+    code, shown = rollout_cli("status", "rollout")
+    assert code == 0 and shown["rollout"]["phase"] == "Failed"
+    code, refused = rollout_cli("abort", "rollout")
+    assert code == 1 and refused["error"] == "refused"
+
+
+def test_a_good_canary_is_promoted_and_conversations_keep_their_track_across_a_gateway_restart(platform, prometheus, variants):
+    token = api_token("rollout")
+    prefix = f"good-{uuid.uuid4().hex[:6]}"
+    with Conversations(service_url("rollout", "gateway", 8080), prefix) as users:
+        apply(rollout_bot(platform, prometheus, variants["good"], "2.0.0"))
+        wait_rollout("Progressing")
+        code, paused = rollout_cli("pause", "rollout")
+        assert code == 0 and paused["accepted"], paused
+        eventually(lambda: rollout_status().get("pauseReason") == "Manual", 60, what="paused by the CLI")
+        kubectl("delete", "pod", "-n", BOTS_NAMESPACE, "-l", "botfleet.io/bot=rollout,app.kubernetes.io/component=gateway", "--wait=false")
+        assert rollout_cli("resume", "rollout")[0] == 0
+        promoting = wait_rollout("Promoting")
+        promoted_at = time.time()
+        succeeded = wait_rollout("Succeeded")
+    assert succeeded["canaryVersion"] == "2.0.0" and succeeded["failedChecks"] == 0, succeeded
+    assert promoting["currentStep"] >= 1
+    bot = get("bot", "rollout")
+    assert bot["status"]["stableModel"]["version"] == "2.0.0"
+    assert get("deployment", "rollout-rasa")["spec"]["template"]["metadata"]["annotations"]["botfleet.io/model-version"] == "2.0.0"
+    # Until the promotion, every conversation (across the gateway's restart) stayed on one model.
+    seen = one_model_each(users.senders, token, before=promoted_at - 5)
+    assert len(set(seen.values())) == 2, set(seen.values())
+    reasons = {e["reason"] for e in bot_events("rollout")}
+    assert {"RolloutPaused", "RolloutResumed", "RolloutSucceeded"} <= reasons, reasons
+    delete_bot("rollout")
 
 
 def test_paths_are_inside_the_run_dir():

@@ -24,6 +24,7 @@ ENV = {
     "BOTFLEET_STACK_DIR": str(RUN),
     "RASA_PORT": "15005",
     "ACTIONS_PORT": "15055",
+    "GATEWAY_PORT": "18080",
     "BOTFLEET_DATABASE_URL": f"postgresql://postgres@127.0.0.1:5432/{DATABASE}",
     "BOTFLEET_REDIS_URL": "redis://127.0.0.1:6379/0",
     "BOTFLEET_REDIS_KEY_PREFIX": "botfleete2e",
@@ -54,17 +55,19 @@ def reset_services(env: dict[str, str] = ENV, run: Path = RUN) -> None:
 
 
 class Bot:
-    """A REST-channel client of the running bot."""
+    """A REST-channel client of the running bot: it talks through the webhook gateway,
+    as a channel does, and reads trackers from Rasa's API."""
 
     def __init__(self, config: dict[str, Any]) -> None:
         self.config = config
         self.rasa = f"http://127.0.0.1:{config['rasa_port']}"
+        self.gateway = f"http://127.0.0.1:{config['gateway_port']}"
         self.actions = f"http://127.0.0.1:{config['actions_port']}"
         self.token = config["rasa_token"]
         self.agent_headers = {"Authorization": f"Bearer {config['agent_token']}"}
 
     def say(self, sender: str, text: str) -> list[dict[str, Any]]:
-        response = requests.post(f"{self.rasa}/webhooks/rest/webhook", json={"sender": sender, "message": text}, timeout=60)
+        response = requests.post(f"{self.gateway}/webhooks/rest/webhook", json={"sender": sender, "message": text}, timeout=60)
         response.raise_for_status()
         return response.json()
 

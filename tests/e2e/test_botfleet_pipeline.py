@@ -20,6 +20,7 @@ ENV = {
     "BOTFLEET_PIPELINE": "botfleet",
     "RASA_PORT": "17005",
     "ACTIONS_PORT": "17055",
+    "GATEWAY_PORT": "17080",
     "NLU_PORT": "13000",
     "BOTFLEET_DATABASE_URL": f"postgresql://postgres@127.0.0.1:5432/{DATABASE}",
     "BOTFLEET_REDIS_KEY_PREFIX": "botfleete2epipeline",

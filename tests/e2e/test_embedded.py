@@ -15,6 +15,7 @@ ENV = {
     "BOTFLEET_EMBEDDED": "1",
     "RASA_PORT": "16005",
     "ACTIONS_PORT": "16055",
+    "GATEWAY_PORT": "16080",
     "BOTFLEET_WINDOW_TURNS": "3",
 }
 

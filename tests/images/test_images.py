@@ -197,7 +197,7 @@ def services(built: dict[str, dict[str, Any]]) -> Iterator[dict[str, Any]]:
     (config / "credentials.yml").write_text(RASA_CREDENTIALS)
     for f in config.iterdir():
         f.chmod(0o644)
-    names: dict[str, Any] = {name: f"botfleet-images-test-{name}-{os.getpid()}" for name in ("rasa", "actions", "model-serving")}
+    names: dict[str, Any] = {name: f"botfleet-images-test-{name}-{os.getpid()}" for name in ("rasa", "actions", "model-serving", "gateway")}
     try:
         start(names["rasa"], built["rasa"]["local"], "-v", f"{config}:/app/config:ro", "--entrypoint", '["sh", "-c"]',
               "-e", "SANIC_WORKERS=1", "-e", "LOG_LEVEL=INFO", "-e", "BOTFLEET_SERVICE_NAME=rasa",
@@ -207,6 +207,13 @@ def services(built: dict[str, dict[str, Any]]) -> Iterator[dict[str, Any]]:
         start(names["actions"], built["action-server"]["local"], "-e", "BOTFLEET_SERVICE_NAME=action-server",
               "-e", "BOTFLEET_DATABASE_URL=sqlite:////tmp/botfleet.sqlite3", "-e", "RASA_URL=http://127.0.0.1:5005",
               network=f"container:{names['rasa']}", command=("--port", "5055"))
+        # The gateway in front of Rasa, as charts/bot/templates/gateway.yaml runs it (its
+        # args; no routing file: every conversation to the stable track). No Redis in
+        # this pod: it routes to stable without one.
+        start(names["gateway"], built["gateway"]["local"], "-e", "BOTFLEET_SERVICE_NAME=gateway",
+              "-e", "BOTFLEET_STABLE_URL=http://127.0.0.1:5005", "-e", "BOTFLEET_REDIS_URL=redis://127.0.0.1:1/0",
+              "-e", "BOTFLEET_KEY_PREFIX=imagestest:", network=f"container:{names['rasa']}",
+              command=("--host", "0.0.0.0", "--port", "8080"))
         model = nlu_archive()
         if model is None:
             names["model-serving"] = None
@@ -222,7 +229,7 @@ def services(built: dict[str, dict[str, Any]]) -> Iterator[dict[str, Any]]:
                   "-e", "BOTFLEET_NLU_MODEL_ARCHIVE=/models/nlu.bentomodel")
         yield names
     finally:
-        remove(*(n for n in (names["actions"], names["rasa"], names["model-serving"]) if n))
+        remove(*(n for n in (names["gateway"], names["actions"], names["rasa"], names["model-serving"]) if n))
         for f in config.iterdir():
             f.unlink()
         config.rmdir()
@@ -333,3 +340,15 @@ def test_rasa_is_ready_with_the_baked_model_and_answers_a_rest_message(services:
     status, text = probe(services["rasa"], "http://127.0.0.1:5005/status?token=images-test-token")
     assert status == 200 and json.loads(text)["model_file"], text
     healthcheck(services["rasa"])
+
+
+def test_the_gateway_forwards_a_rest_message_to_rasa_and_refuses_a_bad_body(services: dict[str, Any]) -> None:
+    gateway = services["gateway"]
+    wait_ready(gateway, "http://127.0.0.1:8080/healthz", timeout=60)
+    wait_ready(services["rasa"], "http://127.0.0.1:5005/health/ready", timeout=300)
+    status, text = probe(gateway, "http://127.0.0.1:8080/webhooks/rest/webhook", {"sender": "images-gateway", "message": "hi"})
+    assert status == 200, text
+    assert "botfleet support assistant" in json.loads(text)[0]["text"]
+    status, text = probe(gateway, "http://127.0.0.1:8080/webhooks/rest/webhook", [1, 2])
+    assert 400 <= status < 500, (status, text)
+    healthcheck(gateway)
