@@ -325,10 +325,29 @@ def with_rollout(status: dict[str, Any], old: dict[str, Any] | None, tick: rollo
         for key in ("rollout", "stableModel"):
             if key in old:
                 status[key] = old[key]
+        if old.get("rollout"):
+            status["conditions"] = decisions.merge_conditions(
+                old.get("conditions") or [], [*status["conditions"], rollout_condition(old["rollout"], status.get("observedGeneration", 1))],
+                now_iso(),
+            )
         return
     status["stableModel"] = tick.stable_model
     if tick.rollout_status is not None:
         status["rollout"] = tick.rollout_status
+        status["conditions"] = decisions.merge_conditions(
+            (old or {}).get("conditions") or [], [*status["conditions"], rollout_condition(tick.rollout_status, status.get("observedGeneration", 1))],
+            now_iso(),
+        )
+
+
+def rollout_condition(rollout: dict[str, Any], generation: int) -> dict[str, Any]:
+    """`Promoted` (as Flagger's): True once the canary's model is the stable one; while a
+    rollout runs or after a rollback False, with the phase as reason and the rollout's
+    message (a rollback's names the failing check and its value)."""
+    phase = rollout.get("phase", "")
+    reason = {"Failed": "RolledBack", "Succeeded": "Succeeded"}.get(phase, phase or "Unknown")
+    message = rollout.get("message") or f"rollout of model {rollout.get('canaryVersion')}: {phase}"
+    return decisions.condition("Promoted", phase == "Succeeded", reason, message[:32768], generation)
 
 
 def bot_still_exists(kube: Kube, bot: dict[str, Any]) -> bool:

@@ -514,7 +514,7 @@ def rollout_bot(platform: Platform, prometheus: str, model_file: str, version: s
         # The interval leaves room for the kubelet to bring the routing ConfigMap to
         # the gateway (up to about a minute): until then the canary gets no
         # conversations, and an analysis without data is inconclusive, not a failure.
-        "analysis": {"interval": "30s", "threshold": 3, "prometheus": {"address": prometheus},
+        "analysis": {"interval": "40s", "threshold": 3, "prometheus": {"address": prometheus},
                      "metrics": [{"name": "fallback_rate"}, {"name": "action_error_rate"}]},
     }
     return minimal_bot(platform, "rollout", model={"url": f"http://{platform.node_ip}:{MODEL_PORT}/{model_file}", "version": version},

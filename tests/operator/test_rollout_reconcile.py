@@ -153,6 +153,8 @@ def test_a_good_canary_is_promoted_and_the_stable_track_takes_its_model():
     rollout.tick()
     assert rollout.rollout["phase"] == "Succeeded"
     assert rollout.bot["status"]["stableModel"]["version"] == "2.0.0"
+    promoted = next(c for c in rollout.bot["status"]["conditions"] if c["type"] == "Promoted")
+    assert promoted["status"] == "True" and promoted["reason"] == "Succeeded"
     assert rollout.routing()["canary"]["state"] == "Promoted" and rollout.routing()["canary"]["weight"] == 0
     # The canary drains, then scales to zero; no more ticks after that.
     assert rollout.deployment("rasa-canary")["spec"]["replicas"] == 1 and rollout.outcomes[-1].rollout_active
@@ -174,6 +176,8 @@ def test_a_bad_canary_is_rolled_back_by_the_analysis_alone():
     failed = [m for o in rollout.outcomes for t, r, m in o.rollout_events if r == "RolloutFailed"]
     assert failed and "fallback_rate" in failed[0] and "0.6" in failed[0]
     assert rollout.rollout["lastAnalysis"]["fallback_rate"]["status"] == "fail"
+    promoted = next(c for c in rollout.bot["status"]["conditions"] if c["type"] == "Promoted")
+    assert promoted["status"] == "False" and promoted["reason"] == "RolledBack" and "fallback_rate" in promoted["message"]
     # Its conversations move at their next message; the pods go once the drain is over.
     assert rollout.deployment("rasa-canary")["spec"]["replicas"] == 1
     rollout.tick(61)
@@ -220,8 +224,12 @@ def test_a_child_event_renders_the_tracks_as_the_last_reconcile_did():
     reconciler.reconcile_child(rollout.kube, rollout.bot, "Deployment", "hello-rasa", copy.deepcopy(live))
     assert rollout.version("rasa") == "1.0.0"  # restored to the stable model, not spec.model
     canary = copy.deepcopy(rollout.deployment("rasa-canary"))
-    assert reconciler.reconcile_child(rollout.kube, rollout.bot, "Deployment", "hello-rasa-canary", canary) is not None
-    assert rollout.version("rasa-canary") == "2.0.0"
+    outcome = reconciler.reconcile_child(rollout.kube, rollout.bot, "Deployment", "hello-rasa-canary", canary)
+    assert outcome is not None and rollout.version("rasa-canary") == "2.0.0"
+    # The child's path keeps the rollout's part of the status as the full reconcile wrote it.
+    for key in ("rollout", "stableModel"):
+        assert outcome.status[key] == rollout.bot["status"][key]
+    assert [c for c in outcome.status["conditions"] if c["type"] == "Promoted"] == [c for c in rollout.bot["status"]["conditions"] if c["type"] == "Promoted"]
 
 
 def test_rolling_update_takes_the_new_model_at_once():
