@@ -218,9 +218,15 @@ def _publish(body: Any, outcome: Outcome) -> None:  # a kopf Body or a raw objec
         _post_event(reference, type, reason, message)
         log = logger.warning if type == "Warning" else logger.info
         log("Bot %s/%s: %s: %s", namespace, name, reason, message)
-    if outcome.clear_rollout_command:
-        # Seen once: a stale command must never act on the next rollout.
-        Kube(api_client()).merge_patch("Bot", namespace, name, {"metadata": {"annotations": {COMMAND_ANNOTATION: None}}})
+    if outcome.clear_rollout_command is not None:
+        # Seen once: a stale command must never act on the next rollout. Only if it still
+        # holds the value acted on (a JSON patch test): a newer command stays for the next tick.
+        pointer = "/metadata/annotations/" + COMMAND_ANNOTATION.replace("~", "~0").replace("/", "~1")
+        try:
+            Kube(api_client()).json_patch("Bot", namespace, name, [
+                {"op": "test", "path": pointer, "value": outcome.clear_rollout_command}, {"op": "remove", "path": pointer}])
+        except KubeError as error:  # 422: changed meanwhile; the next tick reads the new one
+            logger.info("Bot %s/%s: rollout command not removed: %s", namespace, name, error)
     # A problem is posted when it appears or changes, not on every resync that finds it.
     for reason, message in decisions.warnings(old, outcome.status):
         _post_event(reference, "Warning", reason, message)

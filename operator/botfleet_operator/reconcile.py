@@ -41,8 +41,9 @@ class Outcome:
     problems: list[decisions.Problem] = field(default_factory=list)
     # The rollout's own Events, (type, reason, message): its transitions.
     rollout_events: list[tuple[str, str, str]] = field(default_factory=list)
-    # The rollout command annotation was acted on: remove it from the Bot.
-    clear_rollout_command: bool = False
+    # The rollout command annotation's value that was acted on: remove it from the Bot
+    # (if it still holds that value: a newer command must not be lost).
+    clear_rollout_command: str | None = None
     # A canary rollout is under way (or draining): reconcile again at the next tick.
     rollout_active: bool = False
 
@@ -313,7 +314,7 @@ def reconcile(
     with_rollout(status, bot.get("status"), tick)
     _observe(started, problems)
     return Outcome(status=status, events=writes.events(), problems=problems,
-                   rollout_events=tick.events if tick else [], clear_rollout_command=bool(tick and tick.command_seen),
+                   rollout_events=tick.events if tick else [], clear_rollout_command=tick.command_seen if tick else None,
                    rollout_active=bool(tick and tick.needs_ticks))
 
 
@@ -346,8 +347,11 @@ def rollout_condition(rollout: dict[str, Any], generation: int) -> dict[str, Any
     message (a rollback's names the failing check and its value)."""
     phase = rollout.get("phase", "")
     reason = {"Failed": "RolledBack", "Succeeded": "Succeeded"}.get(phase, phase or "Unknown")
+    # Withdrawn (spec.model set back to the stable version): nothing was promoted.
+    cancelled = phase == "Succeeded" and rollout.get("canaryVersion") == rollout.get("stableVersion")
     message = rollout.get("message") or f"rollout of model {rollout.get('canaryVersion')}: {phase}"
-    return decisions.condition("Promoted", phase == "Succeeded", reason, message[:32768], generation)
+    return decisions.condition("Promoted", phase == "Succeeded" and not cancelled, "Cancelled" if cancelled else reason,
+                               message[:32768], generation)
 
 
 def bot_still_exists(kube: Kube, bot: dict[str, Any]) -> bool:
@@ -383,8 +387,11 @@ def reconcile_child(
     desired: list[dict[str, Any]] = []
     action = None
     if not decisions.blocks_apply(carried):
-        desired = builders.desired_objects(bot, service_monitor_crd=service_monitor_crd_installed(kube),
-                                           tracks=rollout.tracks_now(bot, time.time()))
+        try:
+            tracks = rollout.tracks_now(bot, time.time())
+        except SpecError:  # rendering without the tracks would put the canary's model on stable
+            return None
+        desired = builders.desired_objects(bot, service_monitor_crd=service_monitor_crd_installed(kube), tracks=tracks)
         target = next((o for o in desired if o["kind"] == kind and o["metadata"]["name"] == name), None)
         if target is None:  # labelled like ours but not desired: the full reconcile prunes
             return None

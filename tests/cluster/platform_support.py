@@ -360,9 +360,11 @@ class Conversations:
         return self
 
     def __exit__(self, *exc: Any) -> None:
+        alive = [thread.is_alive() for thread in self.threads]
         self.stopping.set()
         for thread in self.threads:
             thread.join(timeout=120)
+        assert all(alive), f"a user thread died: {self.errors[-3:]}"
 
     def _user(self, index: int) -> None:
         number = 0
@@ -372,7 +374,11 @@ class Conversations:
             for text in self.LINES[number % len(self.LINES)]:
                 if self.stopping.is_set():
                     return
-                status, replies = post_json(f"{self.url}/webhooks/rest/webhook", {"sender": sender, "message": text}, timeout=60)
+                try:
+                    status, replies = post_json(f"{self.url}/webhooks/rest/webhook", {"sender": sender, "message": text}, timeout=60)
+                except OSError as error:  # the gateway restarting: users try again
+                    status, replies = 0, str(error)
+                    time.sleep(1)
                 if status != 200:
                     self.errors.append(f"{sender}: {status} {replies}")
                 time.sleep(self.pause)

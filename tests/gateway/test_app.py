@@ -227,6 +227,27 @@ def test_rollback_moves_canary_conversations_to_stable_at_their_next_message(ups
     assert gateway.metric("botfleet_gateway_track_moves_total", from_track="canary", to_track="stable", reason="rollback") == 5
 
 
+def test_a_canary_that_refuses_connections_sends_its_conversations_to_stable(upstreams, start_gateway, routing_file, client, redis_client, key_prefix):
+    """A canary scaled away before this replica read the routing that says so: the
+    message was never delivered, so it goes to stable, and the conversation stays there."""
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        closed = probe.getsockname()[1]
+    document = routing_document(upstreams, weight=100)
+    document["tracks"]["canary"]["url"] = f"http://127.0.0.1:{closed}"
+    routing_file.write(document)
+    gateway = start_gateway(BOTFLEET_ROUTING_FILE=str(routing_file.path))
+    assert {rest_track(client, gateway, s) for s in senders(3, "gone")} == {"stable"}
+    assert json.loads(redis_client.get(f"{key_prefix}gateway:track:rest:user-gone0"))["track"] == "stable"
+    assert gateway.metric("botfleet_gateway_track_moves_total", from_track="canary", to_track="stable", reason="canary_unreachable") == 3
+    # Moved for good: the next message goes to stable without trying the canary again.
+    assert rest_track(client, gateway, "user-gone0") == "stable"
+    assert gateway.metric("botfleet_gateway_track_moves_total", from_track="canary", to_track="stable", reason="canary_unreachable") == 3
+    assert gateway.metric("botfleet_gateway_dependency_errors_total", dependency="rasa_canary") == 3
+
+
 def test_promotion_and_new_rollout_moves_are_counted_by_reason(upstreams, start_gateway, routing_file, client):
     routing_file.write(routing_document(upstreams, weight=100, rollout_id="v2"))
     gateway = start_gateway(BOTFLEET_ROUTING_FILE=str(routing_file.path))

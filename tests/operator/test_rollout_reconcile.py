@@ -159,7 +159,8 @@ def test_a_good_canary_is_promoted_and_the_stable_track_takes_its_model():
     # The canary drains, then scales to zero; no more ticks after that.
     assert rollout.deployment("rasa-canary")["spec"]["replicas"] == 1 and rollout.outcomes[-1].rollout_active
     rollout.tick(61)
-    assert rollout.deployment("rasa-canary")["spec"]["replicas"] == 0 and not rollout.outcomes[-1].rollout_active
+    assert rollout.deployment("rasa-canary") is None and not rollout.outcomes[-1].rollout_active
+    assert "rasa-canary" not in rollout.bot["status"]["components"]
     assert ("Normal", "RolloutSucceeded") in rollout.events()
 
 
@@ -181,7 +182,7 @@ def test_a_bad_canary_is_rolled_back_by_the_analysis_alone():
     # Its conversations move at their next message; the pods go once the drain is over.
     assert rollout.deployment("rasa-canary")["spec"]["replicas"] == 1
     rollout.tick(61)
-    assert rollout.deployment("rasa-canary")["spec"]["replicas"] == 0
+    assert rollout.deployment("rasa-canary") is None
     # The failed version is not retried on the next reconcile.
     rollout.tick(600)
     assert rollout.rollout["phase"] == "Failed"
@@ -202,7 +203,7 @@ def test_promote_and_abort_commands_from_the_annotation():
     rollout.tick()
     rollout.bot["metadata"].setdefault("annotations", {})[COMMAND_ANNOTATION] = "promote"
     outcome = rollout.tick()
-    assert outcome.clear_rollout_command and rollout.rollout["phase"] == "Promoting"
+    assert outcome.clear_rollout_command == "promote" and rollout.rollout["phase"] == "Promoting"
     assert COMMAND_ANNOTATION not in rollout.bot["metadata"]["annotations"]
     other = started()
     other.make_ready("rasa-canary")
@@ -243,7 +244,35 @@ def test_rolling_update_takes_the_new_model_at_once():
 
 def test_a_lost_stable_model_falls_back_to_a_rolling_update_with_a_warning():
     rollout = Rollout(Verdicts())
+    rollout.reconcile()  # the Deployments are ready: the status records the served version
+    assert rollout.bot["status"]["currentModelVersion"] == "1.0.0"
     rollout.bot["status"]["stableModel"] = {"version": "1.0.0"}  # no URL: unusable
     rollout.new_model()
     rollout.reconcile()
     assert rollout.version("rasa") == "2.0.0"
+    assert ("Warning", "RolloutSkipped") in rollout.events()
+
+
+def test_a_canary_spec_only_the_parser_refuses_leaves_the_children_alone():
+    rollout = started()
+    rollout.make_ready("rasa-canary")
+    rollout.tick()
+    broken = copy.deepcopy(rollout.bot)
+    broken["spec"]["rollout"]["canary"]["analysis"]["metrics"] = [{"name": "fallback_rate"}, {"name": "fallback_rate"}]
+    live = copy.deepcopy(rollout.deployment("rasa"))
+    live["metadata"]["resourceVersion"] = "changed-1"
+    assert reconciler.reconcile_child(rollout.kube, broken, "Deployment", "hello-rasa", live) is None
+    assert rollout.version("rasa") == "1.0.0"
+    outcome = reconciler.reconcile(rollout.kube, broken, children=rollout.kube.children, analyse=rollout.verdicts, clock=rollout.clock)
+    assert [p.reason for p in outcome.problems] == ["InvalidSpec"] and rollout.version("rasa") == "1.0.0"
+
+
+def test_going_back_to_the_stable_version_cancels_and_is_not_a_promotion():
+    rollout = started()
+    rollout.make_ready("rasa-canary")
+    rollout.tick()
+    rollout.new_model({"url": "https://models.example.com/hello/model-1.0.0.tar.gz", "version": "1.0.0"})
+    rollout.tick()
+    promoted = next(c for c in rollout.bot["status"]["conditions"] if c["type"] == "Promoted")
+    assert promoted["status"] == "False" and promoted["reason"] == "Cancelled"
+    assert rollout.version("rasa") == "1.0.0" and rollout.deployment("rasa-canary") is None

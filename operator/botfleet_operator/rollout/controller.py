@@ -43,8 +43,8 @@ class RolloutTick:
     stable_model: dict[str, Any]
     # (type, reason, message) Events on the Bot.
     events: list[tuple[str, str, str]] = field(default_factory=list)
-    # The rollout command annotation was read and must be removed.
-    command_seen: bool = False
+    # The rollout command annotation's value, read this tick (removed once acted on).
+    command_seen: str | None = None
     state: RolloutState | None = None
 
     @property
@@ -53,7 +53,7 @@ class RolloutTick:
         finished one whose canary still drains (its pods scale to zero at the end)."""
         if self.state is None or self.values is None:
             return False
-        return self.state.canary_active or bool(self.values["canary"].get("replicas"))
+        return self.state.canary_active or bool(self.values["canary"].get("enabled"))
 
 
 def prometheus_url(canary: CanarySpec) -> str | None:
@@ -86,13 +86,19 @@ def tick(bot: Mapping[str, Any], *, now: float, read_deployment: DeploymentReade
     recorded = tracks.recorded_stable_model(status)
     state = current_state(status.get("rollout"), tracks.stable_version(status), str(spec_model["version"]), now)
     events: list[tuple[str, str, str]] = []
+    served = status.get("currentModelVersion")
+    if state is None and recorded is None and served and served != spec_model["version"]:
+        # A status from before stableModel was recorded (or lost): the old model's URL is
+        # not known, so this one change cannot run as a canary. Said, not silent.
+        events.append(("Warning", "RolloutSkipped", f"no record of the stable model {served} (status.stableModel): "
+                                                    f"model {spec_model['version']} is rolled out at once instead of as a canary"))
     command_value = (metadata.get("annotations") or {}).get(COMMAND_ANNOTATION)
     if state is not None:
         if tracks.stable_model(spec_model, state, recorded) is None:
             message = (f"no record of the stable model {state.stable_track_version} (status.stableModel): "
                        f"model {spec_model['version']} is rolled out at once instead of as a canary")
             return RolloutTick(values=None, rollout_status=None, stable_model=tracks.model_of(spec_model),
-                               events=[("Warning", "RolloutSkipped", message)], command_seen=command_value is not None)
+                               events=[("Warning", "RolloutSkipped", message)], command_seen=command_value)
         read = lambda component: read_deployment(namespace, child_name(name, component))  # noqa: E731
         canary_ready = tracks.serves(read("rasa-canary"), state.canary_version)
         stable_ready = tracks.serves(read("rasa"), state.stable_track_version)
@@ -110,7 +116,7 @@ def tick(bot: Mapping[str, Any], *, now: float, read_deployment: DeploymentReade
         rollout_status=state.to_status() if state is not None else None,
         stable_model=values["model"],
         events=events,
-        command_seen=command_value is not None,
+        command_seen=command_value,
         state=state,
     )
 
@@ -118,12 +124,11 @@ def tick(bot: Mapping[str, Any], *, now: float, read_deployment: DeploymentReade
 def tracks_now(bot: Mapping[str, Any], now: float) -> dict[str, Any] | None:
     """The tracks' chart values from the recorded rollout alone (no analysis, no
     transition): what a child's event re-applies, the same as the last full reconcile
-    rendered (or, for a rollout about to start, as the next one will)."""
+    rendered (or, for a rollout about to start, as the next one will). Raises SpecError
+    for a canary spec it cannot read: rendering without the tracks would put spec.model
+    (the canary's) on the stable track."""
     spec, status = bot["spec"], bot.get("status") or {}
-    try:
-        canary = from_bot(bot)
-    except ValueError:  # the full reconcile reports it
-        return None
+    canary = from_bot(bot)  # SpecError: the caller leaves the children alone (the full reconcile reports it)
     if canary is None or not gateway_enabled(spec):
         return None
     state = current_state(status.get("rollout"), tracks.stable_version(status), str(spec["model"]["version"]), now)

@@ -57,16 +57,18 @@ def stable_model(spec_model: Mapping[str, Any], state: RolloutState | None, reco
 
 def canary_values(spec_model: Mapping[str, Any], state: RolloutState | None, canary: CanarySpec, now: float) -> dict[str, Any]:
     """charts/bot's `canary` values. The canary track exists while its model is the one
-    spec.model names (a rollout withdrawn by going back to the stable version has none);
-    it keeps its pods while the rollout is active and for drainSeconds after it ended
-    (the gateway moves its conversations to stable meanwhile), then scales to zero."""
+    spec.model names (a rollout withdrawn by going back to the stable version has none),
+    while the rollout is active and for drainSeconds after it ended (the gateway moves
+    its conversations to stable meanwhile); then it is removed."""
     if state is None or state.canary_version != spec_model.get("version") or state.canary_version == state.stable_version:
         return {"enabled": False}
-    wanted = canary_pods_wanted(state, canary, now)
+    if not canary_pods_wanted(state, canary, now):
+        # Drained: the canary's Deployment and Service go (pruned) until the next rollout.
+        return {"enabled": False}
     return {
         "enabled": True,
         "model": model_of(spec_model),
-        "replicas": canary.replicas if wanted else 0,
+        "replicas": canary.replicas,
         "weight": state.canary_weight if state.canary_active else 0,
         "state": GATEWAY_STATES[state.phase],
         "rolloutId": state.canary_version,

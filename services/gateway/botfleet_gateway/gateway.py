@@ -157,4 +157,37 @@ class Gateway:
                 return self.reject(channel, "malformed", 400, str(error))
             if conversation_id is not None:
                 decision = await self.decide(channel, conversation_id, routing)
+        if decision.track == "canary" and conversation_id is not None:
+            return await self.forward_to_canary(channel, conversation_id, decision, routing, request, body, started)
         return await self.forward_to(channel, decision.track, routing, request, body, started)
+
+    async def forward_to_canary(
+        self, channel: str, conversation_id: str, decision: Decision, routing: Routing, request: Request, body: bytes, started: float
+    ) -> Response:
+        """The canary, unless it refuses the connection: then the request never reached it
+        (so it is safe to send again), and the conversation moves to stable for good. This
+        covers a canary scaled to zero before this replica read the routing that says so
+        (the kubelet refreshes the mounted file only every minute or so). A timeout is not
+        retried: the canary may have handled the message."""
+        try:
+            response = await forward(self.client, routing.url_for("canary"), request, body, None)
+        except httpx.ConnectError as error:
+            self.metrics.dependency_errors.labels(dependency="rasa_canary").inc()
+            moved = Decision(track="stable", record=Assignment("stable", decision.record.rollout_id), moved_from="canary",
+                             move_reason="canary_unreachable")
+            try:
+                await self.store.save(channel, conversation_id, moved.record)
+            except REDIS_FAILURES as redis_error:
+                self.redis_failed(redis_error)
+            self.observe_decision(channel, conversation_id, moved)
+            logger.warning("canary unreachable, conversation moved to stable",
+                           extra={"channel": channel, "conversation": conversation_ref(conversation_id), "error_type": type(error).__name__})
+            return await self.forward_to(channel, "stable", routing, request, body, started)
+        except httpx.TimeoutException as error:
+            response = self.upstream_failed(channel, "canary", error, 504, "upstream_timeout")
+        except httpx.TransportError as error:
+            response = self.upstream_failed(channel, "canary", error, 502, "upstream_unavailable")
+        elapsed = time.perf_counter() - started
+        self.metrics.requests.labels(channel=channel, track="canary", code=str(response.status_code)).inc()
+        self.metrics.request_duration.labels(channel=channel, track="canary").observe(elapsed)
+        return response

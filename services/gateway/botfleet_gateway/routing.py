@@ -14,7 +14,9 @@ from typing import Any, Literal, get_args
 
 Track = Literal["stable", "canary"]
 CanaryState = Literal["Progressing", "Paused", "Promoting", "RolledBack", "Aborted", "Promoted", "None"]
-MoveReason = Literal["rollback", "promoted", "new_rollout", "canary_inactive"]
+# canary_unreachable: the canary refused the connection (scaled away before this replica
+# read the routing that says so); decided by the gateway, not by route().
+MoveReason = Literal["rollback", "promoted", "new_rollout", "canary_inactive", "canary_unreachable"]
 
 CANARY_STATES: frozenset[str] = frozenset(get_args(CanaryState))
 # States in which the canary takes new conversations and keeps the ones it has.
