@@ -244,20 +244,17 @@ async def handle_websocket(gateway: Gateway, websocket: WebSocket) -> None:
     sid = websocket.query_params.get("sid")
     if sid:
         # The upgrade of a polling session: its Rasa has it.
-        decision = await session_decision(gateway, sid, routing)
-        upstream = await open_upstream(gateway, routing, decision.track, websocket)
-        if upstream is None:
-            await websocket.close(code=1011)
-            return
-        await websocket.accept(subprotocol=upstream.subprotocol)
-        gateway.metrics.requests.labels(channel=CHANNEL, track=decision.track, code="101").inc()
-        await pipe(websocket, upstream)
+        await proxy_websocket(gateway, websocket, routing, await session_decision(gateway, sid, routing))
         return
     if websocket.query_params.get("EIO") == "4":
         await held_websocket(gateway, websocket, routing)
         return
     # Another protocol version: nothing to key on; a random split.
-    decision = await new_session_decision(gateway, routing)
+    await proxy_websocket(gateway, websocket, routing, await new_session_decision(gateway, routing))
+
+
+async def proxy_websocket(gateway: Gateway, websocket: WebSocket, routing: Routing, decision: Decision) -> None:
+    """Opens the track's upstream socket, then pipes both ways until either side closes."""
     upstream = await open_upstream(gateway, routing, decision.track, websocket)
     if upstream is None:
         await websocket.close(code=1011)
