@@ -316,6 +316,8 @@ def test_one_operator_is_active_and_the_other_takes_over(platform):
     kubectl("delete", "pod", active, "-n", OPERATOR_NAMESPACE, "--wait=false")
     kubectl("scale", "deployment/botfleet-operator", "-n", OPERATOR_NAMESPACE, "--replicas=1")
     eventually(lambda: {p["metadata"]["name"] for p in operator_pods()} == {standby}, 120, what=f"only {standby} left")
+    # Gone, not just terminating: during its grace period it may still handle an event.
+    eventually(lambda: get("pod", active, OPERATOR_NAMESPACE) is None, 120, what=f"{active} gone")
     since = time.time()
     ingress = {"enabled": True, "host": "hello.bots.example.com"}
     kubectl("patch", "bot", "hello", "-n", BOTS_NAMESPACE, "--type=merge", "-p", json.dumps({"spec": {"ingress": ingress}}))
