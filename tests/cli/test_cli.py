@@ -93,3 +93,18 @@ def test_split_is_deterministic_and_keeps_markup(tmp_path):
             for line in block["examples"].splitlines():
                 assert line in all_examples  # entity markup like [laptop](product) kept verbatim
     assert any(b for b in train_doc["nlu"] if "intent" not in b) == any(b for b in original["nlu"] if "intent" not in b)
+
+
+def test_rollout_runs_the_operators_command_and_passes_its_exit_codes():
+    """`botfleet rollout` is the operator's own command in the operator's venv; against
+    an API server that is not there it says so with exit 3 (infrastructure)."""
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        closed = probe.getsockname()[1]
+    result = botfleet("rollout", "status", "demo", "-n", "bots", "--json", env={"BOTFLEET_KUBE_API": f"http://127.0.0.1:{closed}"})
+    assert result.returncode == 3, result.stderr
+    assert json.loads(result.stderr)["error"] == "infrastructure"
+    assert botfleet("rollout", "rewind", "demo").returncode == 2
+    assert "rollout" in botfleet("--help").stdout

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 import yaml
-from cluster_support import wait_for
+from cluster_support import kubectl, wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "ci"))
@@ -272,61 +272,89 @@ def train_variant(directory: Path, name: str, edit: Callable[[dict[str, Any]], N
 PROMETHEUS_PORT = 19090
 
 
-def bots_prometheus_config(api_server: str, ca_file: Path, token_file: Path, namespace: str = BOTS_NAMESPACE) -> dict[str, Any]:
-    """What the Prometheus Operator makes of charts/bot's ServiceMonitor: every Service
-    of a Bot (port http, /metrics), found through the API server's endpoints, with the
-    target labels the ServiceMonitor adds (namespace, bot, component, track)."""
-    label = "__meta_kubernetes_service_label_"
-    return {
-        "global": {"scrape_interval": "2s", "evaluation_interval": "2s"},
-        "scrape_configs": [{
-            "job_name": "bots",
-            "metrics_path": "/metrics",
-            "kubernetes_sd_configs": [{
-                "role": "endpoints", "api_server": api_server, "namespaces": {"names": [namespace]},
-                "tls_config": {"ca_file": str(ca_file)}, "authorization": {"credentials_file": str(token_file)},
-            }],
-            "relabel_configs": [
-                {"source_labels": [f"{label}app_kubernetes_io_part_of"], "regex": "botfleet", "action": "keep"},
-                {"source_labels": ["__meta_kubernetes_endpoint_port_name"], "regex": "http", "action": "keep"},
-                {"source_labels": ["__meta_kubernetes_namespace"], "target_label": "namespace"},
-                {"source_labels": ["__meta_kubernetes_pod_name"], "target_label": "pod"},
-                {"source_labels": [f"{label}botfleet_io_bot"], "target_label": "bot"},
-                {"source_labels": [f"{label}app_kubernetes_io_component"], "target_label": "component"},
-                {"source_labels": [f"{label}botfleet_io_track"], "target_label": "track"},
-            ],
-        }],
-    }
+def service_monitor_targets(services: list[dict[str, Any]], endpoints: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """What the Prometheus Operator makes of charts/bot's ServiceMonitor, as file_sd
+    target groups: every ready address of every Bot Service's port "http", labelled
+    namespace, pod, bot, component and track from the Service, as its relabelings say.
+    (Debian builds Prometheus without Kubernetes service discovery, so the tests list the
+    endpoints themselves and Prometheus reads the file.)"""
+    by_name = {s["metadata"]["name"]: s for s in services}
+    groups = []
+    for endpoint in endpoints:
+        service = by_name.get(endpoint["metadata"]["name"])
+        labels = ((service or {}).get("metadata") or {}).get("labels") or {}
+        if labels.get("app.kubernetes.io/part-of") != "botfleet":
+            continue
+        for subset in endpoint.get("subsets") or []:
+            ports = [p["port"] for p in subset.get("ports") or [] if p.get("name") == "http"]
+            for address in subset.get("addresses") or []:
+                for port in ports:
+                    target = {"namespace": endpoint["metadata"]["namespace"], "pod": (address.get("targetRef") or {}).get("name", ""),
+                              "bot": labels.get("botfleet.io/bot", ""), "component": labels.get("app.kubernetes.io/component", "")}
+                    if labels.get("botfleet.io/track"):
+                        target["track"] = labels["botfleet.io/track"]
+                    groups.append({"targets": [f"{address['ip']}:{port}"], "labels": target})
+    return groups
 
 
-def start_prometheus(state_dir: Path, node_ip: str, port: int = PROMETHEUS_PORT) -> subprocess.Popen[bytes]:
+class Prometheus:
     """Debian's Prometheus on the node's address (the operator's pods query it there),
-    scraping the Bots' pods over the pod network."""
-    import shutil
+    scraping the Bots' pods over the pod network every 2 s; a thread keeps its target
+    file in step with the API server's endpoints."""
 
-    root = RUN / "prometheus"
-    shutil.rmtree(root, ignore_errors=True)
-    root.mkdir(parents=True)
-    pki = state_dir / "pki"
-    config = bots_prometheus_config("https://127.0.0.1:16443", pki / "ca.crt", pki / "admin.token")
-    (root / "prometheus.yml").write_text(yaml.safe_dump(config))
-    binary = shutil.which("prometheus") or "/usr/bin/prometheus"
-    log = open(root / "prometheus.log", "wb")  # noqa: SIM115 (the server's, closed when it exits)
-    process = subprocess.Popen([binary, f"--config.file={root / 'prometheus.yml'}", f"--storage.tsdb.path={root / 'data'}",
-                                f"--web.listen-address={node_ip}:{port}", "--storage.tsdb.retention.time=2h"],
-                               stdout=log, stderr=subprocess.STDOUT)
+    def __init__(self, node_ip: str, port: int = PROMETHEUS_PORT) -> None:
+        import shutil
 
-    def ready() -> bool:
+        self.url = f"http://{node_ip}:{port}"
+        self.root = RUN / "prometheus"
+        shutil.rmtree(self.root, ignore_errors=True)
+        self.root.mkdir(parents=True)
+        self.targets = self.root / "targets.json"
+        self.refresh()
+        config = {
+            "global": {"scrape_interval": "2s", "evaluation_interval": "2s"},
+            "scrape_configs": [{"job_name": "bots", "metrics_path": "/metrics",
+                                "file_sd_configs": [{"files": [str(self.targets)], "refresh_interval": "5s"}]}],
+        }
+        (self.root / "prometheus.yml").write_text(yaml.safe_dump(config))
+        binary = shutil.which("prometheus") or "/usr/bin/prometheus"
+        self.log = open(self.root / "prometheus.log", "wb")  # noqa: SIM115 (the server's, closed in stop())
+        self.process = subprocess.Popen([binary, f"--config.file={self.root / 'prometheus.yml'}", f"--storage.tsdb.path={self.root / 'data'}",
+                                         f"--web.listen-address={node_ip}:{port}", "--storage.tsdb.retention.time=2h"],
+                                        stdout=self.log, stderr=subprocess.STDOUT)
+        self.stopping = threading.Event()
+        self.thread = threading.Thread(target=self._follow, daemon=True)
+        self.thread.start()
+        wait_for(self.ready, 60, interval=0.5, message="Prometheus ready")
+
+    def refresh(self) -> None:
+        listed = json.loads(kubectl("get", "services,endpoints", "-n", BOTS_NAMESPACE, "-o", "json").stdout)["items"]
+        groups = service_monitor_targets([o for o in listed if o["kind"] == "Service"], [o for o in listed if o["kind"] == "Endpoints"])
+        partial = self.targets.with_suffix(".part")
+        partial.write_text(json.dumps(groups))
+        partial.replace(self.targets)  # Prometheus never reads half a file
+
+    def _follow(self) -> None:
+        while not self.stopping.wait(2):
+            try:
+                self.refresh()
+            except (RuntimeError, OSError, ValueError, subprocess.SubprocessError):
+                continue  # the API server busy: the next round
+
+    def ready(self) -> bool:
         try:
-            with urllib.request.urlopen(f"http://{node_ip}:{port}/-/ready", timeout=2) as response:
+            with urllib.request.urlopen(f"{self.url}/-/ready", timeout=2) as response:
                 return response.status == 200
         except OSError:
-            if process.poll() is not None:
-                raise RuntimeError(f"prometheus exited: {(root / 'prometheus.log').read_text()[-2000:]}") from None
+            if self.process.poll() is not None:
+                raise RuntimeError(f"prometheus exited: {(self.root / 'prometheus.log').read_text()[-2000:]}") from None
             return False
 
-    wait_for(ready, 60, interval=0.5, message="Prometheus ready")
-    return process
+    def stop(self) -> None:
+        self.stopping.set()
+        self.process.terminate()
+        self.process.wait(timeout=30)
+        self.log.close()
 
 
 def prometheus_query(url: str, promql: str) -> list[dict[str, Any]]:

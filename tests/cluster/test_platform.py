@@ -29,11 +29,11 @@ from platform_support import (
     MODEL_PORT,
     OPERATOR_NAMESPACE,
     OPERATOR_USER,
-    PROMETHEUS_PORT,
     RESYNC_SECONDS,
     ROOT,
     RUN,
     Conversations,
+    Prometheus,
     crd_files,
     eventually,
     example_bot,
@@ -45,7 +45,6 @@ from platform_support import (
     prometheus_query,
     say,
     serve_models,
-    start_prometheus,
     store_objects,
     train_models,
     train_variant,
@@ -485,11 +484,10 @@ ROLLOUT_TIMEOUT = 900
 
 
 @pytest.fixture(scope="module")
-def prometheus(platform: Platform, cluster: Any) -> Any:
-    process = start_prometheus(cluster.state_dir, platform.node_ip)
-    yield f"http://{platform.node_ip}:{PROMETHEUS_PORT}"
-    process.terminate()
-    process.wait(timeout=30)
+def prometheus(platform: Platform) -> Any:
+    server = Prometheus(platform.node_ip)
+    yield server.url
+    server.stop()
 
 
 @pytest.fixture(scope="module")
