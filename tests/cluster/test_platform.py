@@ -509,6 +509,7 @@ def variants(platform: Platform) -> dict[str, str]:
 
 def rollout_bot(platform: Platform, prometheus: str, model_file: str, version: str) -> dict[str, Any]:
     canary = {
+        "maxWeight": 60,
         "steps": [{"setWeight": 30}, {"setWeight": 60}],
         "drainSeconds": 120,
         # The interval leaves room for the kubelet to bring the routing ConfigMap to
