@@ -477,7 +477,7 @@ def test_the_demo_bot_stores_its_data_in_postgresql(platform):
 # Two Rasa tracks run as pods of one Bot, the gateway keeps each conversation on one of
 # them, Debian's Prometheus scrapes both (found through the API server, labelled as the
 # ServiceMonitor labels them), and the operator in its pods queries it. A bad canary
-# (the demo model with its fallback threshold at 0.99) must be rolled back by the
+# (the demo model with its fallback thresholds at 0.99 and 1.0) must be rolled back by the
 # analysis alone; a good one (the same config, another seed) promoted.
 
 ROLLOUT_TIMEOUT = 900
@@ -496,7 +496,10 @@ def variants(platform: Platform) -> dict[str, str]:
     def falls_back(config: dict[str, Any]) -> None:
         for component in config["pipeline"]:
             if component["name"] == "FallbackClassifier":
+                # Any two intents closer than 1.0 are "ambiguous": nearly every message
+                # falls back, training phrases included.
                 component["threshold"] = 0.99
+                component["ambiguity_threshold"] = 1.0
 
     def reseeded(config: dict[str, Any]) -> None:
         for component in config["pipeline"] + config["policies"]:

@@ -276,3 +276,27 @@ def test_going_back_to_the_stable_version_cancels_and_is_not_a_promotion():
     promoted = next(c for c in rollout.bot["status"]["conditions"] if c["type"] == "Promoted")
     assert promoted["status"] == "False" and promoted["reason"] == "Cancelled"
     assert rollout.version("rasa") == "1.0.0" and rollout.deployment("rasa-canary") is None
+
+
+def test_a_new_rollout_right_after_a_failed_one_waits_for_the_old_canary_to_drain():
+    """A gateway still reading the failed rollout's routing would send that rollout's
+    canary conversations to the canary Service, which would now serve the new model."""
+    rollout = started(Verdicts("fail"))
+    rollout.make_ready("rasa-canary")
+    rollout.tick()
+    rollout.tick(30)
+    rollout.tick(30)
+    assert rollout.rollout["phase"] == "Failed" and rollout.deployment("rasa-canary") is not None
+    rollout.verdicts.status = "pass"
+    rollout.new_model({"url": "https://models.example.com/hello/model-3.0.0.tar.gz", "version": "3.0.0"})
+    rollout.tick(5)
+    assert rollout.rollout["phase"] == "Initializing" and rollout.rollout["canaryVersion"] == "3.0.0"
+    assert rollout.deployment("rasa-canary") is None  # the old canary's pods go, the new one's wait
+    assert "canary" not in rollout.routing()["tracks"]
+    rollout.tick(30)
+    assert rollout.deployment("rasa-canary") is None and rollout.rollout["phase"] == "Initializing"
+    rollout.tick(31)  # 60 s drain since the rollback
+    assert rollout.version("rasa-canary") == "3.0.0"
+    rollout.make_ready("rasa-canary")
+    rollout.tick()
+    assert rollout.rollout["phase"] == "Progressing" and rollout.version("rasa") == "1.0.0"

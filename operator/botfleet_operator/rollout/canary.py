@@ -104,6 +104,10 @@ class RolloutState:
     last_analysis: tuple[CheckResult, ...] = ()
     message: str = ""
     finished_at: float | None = None  # when it turned Succeeded or Failed
+    # The canary track stays empty until then: the previous rollout's canary drains first,
+    # so no gateway still reading that rollout's routing sends its conversations to the
+    # new model on the same Service (the kubelet refreshes a gateway's routing file late).
+    not_before: float | None = None
 
     @property
     def stable_track_version(self) -> str:
@@ -129,7 +133,8 @@ class RolloutState:
             "inconclusiveChecks": self.inconclusive_checks,
             "message": self.message,
         }
-        for key, when in (("stepStartedAt", self.step_started_at), ("lastAnalysisAt", self.last_analysis_at), ("finishedAt", self.finished_at)):
+        for key, when in (("stepStartedAt", self.step_started_at), ("lastAnalysisAt", self.last_analysis_at), ("finishedAt", self.finished_at),
+                          ("notBefore", self.not_before)):
             if when is not None:
                 status[key] = when
         if self.pause_reason:
@@ -156,6 +161,7 @@ class RolloutState:
                 step_started_at=_number(status.get("stepStartedAt")),
                 last_analysis_at=_number(status.get("lastAnalysisAt")),
                 finished_at=_number(status.get("finishedAt")),
+                not_before=_number(status.get("notBefore")),
                 pause_reason=status.get("pauseReason") or None,
                 last_analysis=_sorted(_result_from_status(name, item) for name, item in (status.get("lastAnalysis") or {}).items()),
                 message=str(status.get("message") or ""),
@@ -234,7 +240,9 @@ def current_state(status: Mapping[str, Any] | None, current_version: str | None,
 def canary_pods_wanted(state: RolloutState, spec: CanarySpec, now: float) -> bool:
     """Whether the canary track should have pods: while the rollout is under way, and
     for drain_seconds after it ended (the gateway moves the canary's conversations to
-    stable meanwhile)."""
+    stable meanwhile); not before `not_before` (the previous canary's drain)."""
+    if state.not_before is not None and now < state.not_before:
+        return False
     if state.phase in ACTIVE:
         return True
     return state.finished_at is not None and now - state.finished_at < spec.drain_seconds
@@ -268,7 +276,7 @@ def decide(
     desired_version: the Bot's spec.model.version now (None: unchanged).
     """
     if desired_version is not None and desired_version != state.canary_version:
-        return _new_version(state, desired_version, now)
+        return _new_version(state, desired_version, now, spec.drain_seconds)
     steps = plan(spec)
     prefix: tuple[Action, ...] = ()
     if command is not None:
@@ -287,7 +295,7 @@ def decide(
     return Transition(following.state, prefix + following.actions)
 
 
-def _new_version(state: RolloutState, version: str, now: float) -> Transition:
+def _new_version(state: RolloutState, version: str, now: float, drain_seconds: int = 0) -> Transition:
     was_active = state.phase in ACTIVE
     stable = state.stable_track_version  # while Promoting, the promoted version is the stable one
     if version == stable:
@@ -296,6 +304,11 @@ def _new_version(state: RolloutState, version: str, now: float) -> Transition:
         settled = RolloutState(phase="Succeeded", stable_version=stable, canary_version=stable, message=message, finished_at=finished)
         return Transition(settled, (Rollback(), Event("Normal", "RolloutCancelled", message)) if was_active else ())
     fresh = start(stable, version, now)
+    # The old canary's pods go now; the new one's start once its drain is over.
+    draining_until = now + drain_seconds if was_active else (state.finished_at or now) + drain_seconds
+    if draining_until > now and state.canary_version != state.stable_version:
+        fresh = replace(fresh, not_before=draining_until,
+                        message=f"waiting for the canary of {state.canary_version} to drain, then for the canary track to serve model {version}")
     if not was_active:
         return Transition(fresh, (Event("Normal", "RolloutStarted", f"rolling out model {version} against the stable {stable}"),))
     message = f"model {version} supersedes the canary {state.canary_version}: rollout restarted against the stable {stable}"
