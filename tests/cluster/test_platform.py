@@ -622,9 +622,12 @@ def test_a_good_canary_is_promoted_and_conversations_keep_their_track_across_a_g
     bot = get("bot", "rollout")
     assert bot["status"]["stableModel"]["version"] == "2.0.0"
     assert get("deployment", "rollout-rasa")["spec"]["template"]["metadata"]["annotations"]["botfleet.io/model-version"] == "2.0.0"
-    # Until the promotion, every conversation (across the gateway's restart) stayed on one model.
+    # Until the promotion, every conversation (across the gateway's restart) stayed on one
+    # model. The new canary had its share; the first conversations may have met the
+    # failed canary, still draining for a gateway that had not yet read its rollback.
     seen = one_model_each(users.senders, token, before=promoted_at - 5)
-    assert len(set(seen.values())) == 2, set(seen.values())
+    promoted_id = served_model_id(service_url("rollout"), token)
+    assert promoted_id in seen.values() and len(set(seen.values())) >= 2, set(seen.values())
     reasons = {e["reason"] for e in bot_events("rollout")}
     assert {"RolloutPaused", "RolloutResumed", "RolloutSucceeded"} <= reasons, reasons
     delete_bot("rollout")
