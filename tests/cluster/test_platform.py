@@ -555,13 +555,18 @@ def wait_rollout(phase: str, timeout: float = ROLLOUT_TIMEOUT) -> dict[str, Any]
         raise
 
 
-def one_model_each(senders: list[str], token: str, before: float) -> dict[str, str]:
+# Model ids met in the rollout tests: the failed canary's, for the next test.
+MODEL_IDS: dict[str, str] = {}
+
+
+def one_model_each(senders: list[str], token: str, before: float, moved_by_rollback: str | None = None) -> dict[str, str]:
     """Every conversation's model, as Rasa recorded it on its events before `before`;
-    asserts none saw two."""
+    asserts none saw two. `moved_by_rollback`: a rolled-back canary's model; a
+    conversation that began on it moved to stable by that rollback, as it should."""
     rasa = service_url("rollout")
     seen = {}
     for sender in senders:
-        ids = set(model_ids(rasa, token, sender, before=before))
+        ids = set(model_ids(rasa, token, sender, before=before)) - {moved_by_rollback}
         assert len(ids) <= 1, f"conversation {sender} saw models {ids}"
         if ids:
             seen[sender] = ids.pop()
@@ -580,6 +585,7 @@ def test_a_bad_canary_is_rolled_back_by_the_analysis_alone(platform, prometheus,
         apply(rollout_bot(platform, prometheus, variants["bad"], "2.0.0-bad"))
         eventually(lambda: rollout_status().get("phase") in ("Initializing", "Progressing"), 120, what="the rollout started")
         failed = wait_rollout("Failed")
+        MODEL_IDS["failed"] = served_model_id(service_url("rollout", "rasa-canary"), token)  # draining, still up
         time.sleep(5)
     assert failed["failedChecks"] >= 3 and failed["canaryWeight"] == 0, failed
     assert failed["lastAnalysis"]["fallback_rate"]["status"] == "fail", failed
@@ -625,7 +631,7 @@ def test_a_good_canary_is_promoted_and_conversations_keep_their_track_across_a_g
     # Until the promotion, every conversation (across the gateway's restart) stayed on one
     # model. The new canary had its share; the first conversations may have met the
     # failed canary, still draining for a gateway that had not yet read its rollback.
-    seen = one_model_each(users.senders, token, before=promoted_at - 5)
+    seen = one_model_each(users.senders, token, before=promoted_at - 5, moved_by_rollback=MODEL_IDS.get("failed"))
     promoted_id = served_model_id(service_url("rollout"), token)
     assert promoted_id in seen.values() and len(set(seen.values())) >= 2, set(seen.values())
     reasons = {e["reason"] for e in bot_events("rollout")}
