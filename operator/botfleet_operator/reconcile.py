@@ -310,7 +310,7 @@ def reconcile(
                 desired, problems = apply_all(kube, bot, new, children, cache, writes, tracks=tick.values if tick else None)
         except KubeError as error:  # a read failed: a problem for this round, retried
             problems.append(decisions.Problem("APIError", f"the API server refused a request: {error}"))
-    status = decisions.derive_status(bot, observe_components(kube, bot, desired, read_deployment), problems, now_iso())
+    status = decisions.derive_status(bot, observe_components(kube, bot, desired, read), problems, now_iso())
     with_rollout(status, bot.get("status"), tick)
     _observe(started, problems)
     return Outcome(status=status, events=writes.events(), problems=problems,
@@ -319,26 +319,18 @@ def reconcile(
 
 
 def with_rollout(status: dict[str, Any], old: dict[str, Any] | None, tick: rollout.RolloutTick | None) -> None:
-    """Adds the rollout's part of the status: from this tick, or (a reconcile that ran
-    no tick) as it was."""
+    """Adds the rollout's part of the status (status.rollout, status.stableModel and the
+    Promoted condition): from this tick, or, for a reconcile that ran none (a child's
+    event), as the last one wrote it."""
     old = old or {}
-    if tick is None:
-        for key in ("rollout", "stableModel"):
-            if key in old:
-                status[key] = old[key]
-        if old.get("rollout"):
-            status["conditions"] = decisions.merge_conditions(
-                old.get("conditions") or [], [*status["conditions"], rollout_condition(old["rollout"], status.get("observedGeneration", 1))],
-                now_iso(),
-            )
-        return
-    status["stableModel"] = tick.stable_model
-    if tick.rollout_status is not None:
-        status["rollout"] = tick.rollout_status
-        status["conditions"] = decisions.merge_conditions(
-            (old or {}).get("conditions") or [], [*status["conditions"], rollout_condition(tick.rollout_status, status.get("observedGeneration", 1))],
-            now_iso(),
-        )
+    rollout_status = tick.rollout_status if tick else old.get("rollout")
+    stable_model = tick.stable_model if tick else old.get("stableModel")
+    if stable_model is not None:
+        status["stableModel"] = stable_model
+    if rollout_status:
+        status["rollout"] = rollout_status
+        promoted = rollout_condition(rollout_status, status.get("observedGeneration", 1))
+        status["conditions"] = decisions.merge_conditions(old.get("conditions") or [], [*status["conditions"], promoted], now_iso())
 
 
 def rollout_condition(rollout: dict[str, Any], generation: int) -> dict[str, Any]:

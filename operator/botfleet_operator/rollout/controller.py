@@ -73,6 +73,11 @@ def gateway_enabled(spec: Mapping[str, Any]) -> bool:
     return bool((spec.get("gateway") or {}).get("enabled", True))
 
 
+def rollout_skipped(stable_version: str, version: str) -> tuple[str, str, str]:
+    return ("Warning", "RolloutSkipped", f"no record of the stable model {stable_version} (status.stableModel): "
+                                         f"model {version} is rolled out at once instead of as a canary")
+
+
 def tick(bot: Mapping[str, Any], *, now: float, read_deployment: DeploymentReader, analyse: Analyser = analyse_with_prometheus) -> RolloutTick:
     """The rollout part of one reconcile of a defaulted Bot (raises SpecError for a
     canary spec it cannot interpret)."""
@@ -90,15 +95,12 @@ def tick(bot: Mapping[str, Any], *, now: float, read_deployment: DeploymentReade
     if state is None and recorded is None and served and served != spec_model["version"]:
         # A status from before stableModel was recorded (or lost): the old model's URL is
         # not known, so this one change cannot run as a canary. Said, not silent.
-        events.append(("Warning", "RolloutSkipped", f"no record of the stable model {served} (status.stableModel): "
-                                                    f"model {spec_model['version']} is rolled out at once instead of as a canary"))
+        events.append(rollout_skipped(served, spec_model["version"]))
     command_value = (metadata.get("annotations") or {}).get(COMMAND_ANNOTATION)
     if state is not None:
         if tracks.stable_model(spec_model, state, recorded) is None:
-            message = (f"no record of the stable model {state.stable_track_version} (status.stableModel): "
-                       f"model {spec_model['version']} is rolled out at once instead of as a canary")
             return RolloutTick(values=None, rollout_status=None, stable_model=tracks.model_of(spec_model),
-                               events=[("Warning", "RolloutSkipped", message)], command_seen=command_value)
+                               events=[rollout_skipped(state.stable_track_version, spec_model["version"])], command_seen=command_value)
         read = lambda component: read_deployment(namespace, child_name(name, component))  # noqa: E731
         canary_ready = tracks.serves(read("rasa-canary"), state.canary_version)
         stable_ready = tracks.serves(read("rasa"), state.stable_track_version)

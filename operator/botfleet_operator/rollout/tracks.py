@@ -60,10 +60,8 @@ def canary_values(spec_model: Mapping[str, Any], state: RolloutState | None, can
     spec.model names (a rollout withdrawn by going back to the stable version has none),
     while the rollout is active and for drainSeconds after it ended (the gateway moves
     its conversations to stable meanwhile); then it is removed."""
-    if state is None or state.canary_version != spec_model.get("version") or state.canary_version == state.stable_version:
-        return {"enabled": False}
-    if not canary_pods_wanted(state, canary, now):
-        # Drained: the canary's Deployment and Service go (pruned) until the next rollout.
+    if (state is None or state.canary_version != spec_model.get("version") or state.canary_version == state.stable_version
+            or not canary_pods_wanted(state, canary, now)):  # withdrawn, or drained: pruned until the next rollout
         return {"enabled": False}
     return {
         "enabled": True,
