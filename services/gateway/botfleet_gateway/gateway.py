@@ -132,6 +132,17 @@ class Gateway:
         )
         return error_response(status, reason, f"the {track} Rasa did not answer", track=track)
 
+    async def routing_and_body(self, channel: str, request: Request) -> tuple[Routing, bytes] | Response:
+        """What every forwarded request needs first: the routing (503 until it is read) and
+        the body (413 above the limit, without reading the rest)."""
+        routing = self.routing
+        if routing is None:
+            return error_response(503, "routing_not_loaded", "the routing file has not been read yet")
+        try:
+            return routing, await read_body(request, self.settings.max_body_bytes)
+        except BodyTooLarge as error:
+            return self.reject(channel, "body_too_large", 413, str(error), limit_bytes=error.limit)
+
     async def handle_webhook(self, request: Request) -> Response:
         """/webhooks/<channel>/...: one chat-channel request."""
         started = time.perf_counter()
@@ -141,13 +152,10 @@ class Gateway:
         channel = match.adapter.name
         if request.method not in match.methods:
             return self.reject(channel, "method_not_allowed", 405, f"{request.method} is not served here")
-        routing = self.routing
-        if routing is None:
-            return error_response(503, "routing_not_loaded", "the routing file has not been read yet")
-        try:
-            body = await read_body(request, self.settings.max_body_bytes)
-        except BodyTooLarge as error:
-            return self.reject(channel, "body_too_large", 413, str(error), limit_bytes=error.limit)
+        loaded = await self.routing_and_body(channel, request)
+        if isinstance(loaded, Response):
+            return loaded
+        routing, body = loaded
         decision = STABLE
         conversation_id: str | None = None
         if needs_conversation(match, request.method) and not match.adapter.skips_routing(request.headers):

@@ -37,8 +37,8 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
 from websockets.typing import Subprotocol
 
-from botfleet_gateway.gateway import STABLE, Gateway, error_response
-from botfleet_gateway.proxy import HOP_BY_HOP, BodyTooLarge, read_body
+from botfleet_gateway.gateway import STABLE, Gateway
+from botfleet_gateway.proxy import HOP_BY_HOP
 from botfleet_gateway.routing import Decision, Routing, Track, route
 from botfleet_gateway.stickiness import REDIS_FAILURES
 
@@ -123,13 +123,10 @@ def is_socketio_path(path: str, socketio_path: str) -> bool:
 
 async def handle_polling(gateway: Gateway, request: Request) -> Response:
     started = time.perf_counter()
-    routing = gateway.routing
-    if routing is None:
-        return error_response(503, "routing_not_loaded", "the routing file has not been read yet")
-    try:
-        body = await read_body(request, gateway.settings.max_body_bytes)
-    except BodyTooLarge as error:
-        return gateway.reject(CHANNEL, "body_too_large", 413, str(error), limit_bytes=error.limit)
+    loaded = await gateway.routing_and_body(CHANNEL, request)
+    if isinstance(loaded, Response):
+        return loaded
+    routing, body = loaded
     sid = request.query_params.get("sid")
     if sid or request.method != "GET":
         # Without a sid only a GET opens a session (CORS preflights carry none): stable.
